@@ -1,0 +1,936 @@
+//! The built-in IDCloudHost API simulator (`idch-autoscaler sim`, and the embedded demo).
+//!
+//! It serves the documented endpoints and JSON shapes of PROTOCOLS.md section E on loopback, and makes
+//! each VM real: a VM owns a loopback address `127.0.0.N` from a configured range and, once booted, runs
+//! the sample workload (`{program} calculate --listen {ip}:{service_port} --name {vm}`) bound to it.
+//! Deleting or stopping a VM kills its process. Faults can be injected (error rate, latency, a clone that
+//! never boots, a clone call that hangs). Nothing is global: any number of simulators can run in one
+//! process, each with its own address range.
+//!
+//! Layout:
+//! - this file: the public API ([`SimArgs`], [`SimOptions`], [`Faults`], [`SimHandle`], [`SimState`],
+//!   [`run`]) and [`Shared`], the operations that combine the world with processes and timers;
+//! - `world`: the VMs and floating IPs, address allocation and the JSON objects the API returns;
+//! - `api`: the HTTP layer (routing, `apikey`, parameters, error bodies, faults, `/_sim/*`);
+//! - `process`: starting and killing workload processes.
+
+mod api;
+mod process;
+mod world;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use self::api::ApiError;
+use self::world::{VmStatus, World};
+
+/// Command-line options of `idch-autoscaler sim`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct SimArgs {
+    /// Address the simulated API listens on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:4010")]
+    pub listen: SocketAddr,
+    /// Environment variable that holds the API key clients must send in the `apikey` header.
+    /// When it is unset or empty, a random key is generated and printed.
+    #[arg(long, default_value = "IDCLOUDHOST_API_KEY")]
+    pub api_key_env: String,
+    /// Location slug served under `/v1/{location}/...` (also the default location, `/v1/...`).
+    #[arg(long, default_value = "jkt01")]
+    pub location: String,
+    /// Billing account that owns every simulated resource.
+    #[arg(long, default_value_t = 1_200_211_740)]
+    pub billing_account_id: u64,
+    /// Name of the seed VM, created running at start.
+    #[arg(long, default_value = "calculate-service")]
+    pub seed_name: String,
+    /// Time from a clone (or start) call until the VM is running and its workload starts.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub boot_delay: Duration,
+    /// Loopback addresses handed to VMs, `FIRST-LAST` (the seed gets the first free one).
+    #[arg(long, default_value = "127.0.0.10-127.0.0.250")]
+    pub addresses: Ipv4Range,
+    /// Port the workload listens on, on each VM's address.
+    #[arg(long, default_value_t = 3000)]
+    pub service_port: u16,
+    /// Fault: probability (0.0..=1.0) that an API call answers 500, with no effect on state.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_error_rate)]
+    pub error_rate: f64,
+    /// Fault: delay added to every API call.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub latency: Duration,
+    /// Fault: clones never reach `running` and never start their workload.
+    #[arg(long)]
+    pub clone_never_boots: bool,
+    /// Fault: a clone call creates the VM but holds its answer this long (0s: off).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub clone_hang: Duration,
+}
+
+impl Default for SimArgs {
+    /// The same values as the command line's defaults.
+    fn default() -> Self {
+        SimArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4010)),
+            api_key_env: "IDCLOUDHOST_API_KEY".into(),
+            location: "jkt01".into(),
+            billing_account_id: 1_200_211_740,
+            seed_name: "calculate-service".into(),
+            boot_delay: Duration::from_secs(3),
+            addresses: Ipv4Range {
+                first: Ipv4Addr::new(127, 0, 0, 10),
+                last: Ipv4Addr::new(127, 0, 0, 250),
+            },
+            service_port: 3000,
+            error_rate: 0.0,
+            latency: Duration::ZERO,
+            clone_never_boots: false,
+            clone_hang: Duration::ZERO,
+        }
+    }
+}
+
+impl SimArgs {
+    /// Resolves the API key (from the environment, else a random one) and checks every option.
+    pub fn into_options(self, workload_program: PathBuf) -> anyhow::Result<SimOptions> {
+        let api_key = match api_key_from_env(&self.api_key_env) {
+            Some(key) => key,
+            None => random_api_key(),
+        };
+        let opts = SimOptions {
+            listen: self.listen,
+            api_key,
+            location: self.location,
+            billing_account_id: self.billing_account_id,
+            seed_name: self.seed_name,
+            boot_delay: self.boot_delay,
+            addresses: self.addresses,
+            service_port: self.service_port,
+            workload_program,
+            faults: Faults {
+                error_rate: self.error_rate,
+                latency: self.latency,
+                clone_never_boots: self.clone_never_boots,
+                clone_hang: self.clone_hang,
+                fail_next: 0,
+            },
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
+}
+
+fn api_key_from_env(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|key| !key.trim().is_empty())
+}
+
+fn random_api_key() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
+}
+
+fn parse_error_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is outside 0.0..=1.0"))
+    }
+}
+
+/// An inclusive range of loopback IPv4 addresses, written `FIRST-LAST` (`127.0.0.10-127.0.0.250`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Range {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl Ipv4Range {
+    /// A range `first..=last`; both must be in 127.0.0.0/8 and `first <= last`.
+    pub fn new(first: Ipv4Addr, last: Ipv4Addr) -> Result<Self, String> {
+        if !first.is_loopback() || !last.is_loopback() {
+            return Err(format!(
+                "{first}-{last}: simulated VMs live on loopback, both ends must be in 127.0.0.0/8"
+            ));
+        }
+        if u32::from(first) > u32::from(last) {
+            return Err(format!(
+                "{first}-{last}: the first address is above the last"
+            ));
+        }
+        Ok(Ipv4Range { first, last })
+    }
+
+    /// Every address of the range, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Ipv4Addr> {
+        (u32::from(self.first)..=u32::from(self.last)).map(Ipv4Addr::from)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(self.first)..=u32::from(self.last)).contains(&u32::from(ip))
+    }
+}
+
+impl From<(Ipv4Addr, Ipv4Addr)> for Ipv4Range {
+    /// Unchecked: [`SimHandle::start`] validates the range.
+    fn from((first, last): (Ipv4Addr, Ipv4Addr)) -> Self {
+        Ipv4Range { first, last }
+    }
+}
+
+impl FromStr for Ipv4Range {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (first, last) = text
+            .split_once('-')
+            .ok_or_else(|| format!("`{text}`: expected FIRST-LAST, e.g. 127.0.0.10-127.0.0.250"))?;
+        let parse = |part: &str| {
+            part.trim()
+                .parse::<Ipv4Addr>()
+                .map_err(|_| format!("`{}` is not an IPv4 address", part.trim()))
+        };
+        Ipv4Range::new(parse(first)?, parse(last)?)
+    }
+}
+
+impl fmt::Display for Ipv4Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl Serialize for Ipv4Range {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Range {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Everything a simulator needs to start. Build it with [`SimArgs::into_options`] or by hand.
+#[derive(Clone)]
+pub struct SimOptions {
+    pub listen: SocketAddr,
+    pub api_key: String,
+    pub location: String,
+    pub billing_account_id: u64,
+    pub seed_name: String,
+    pub boot_delay: Duration,
+    pub addresses: Ipv4Range,
+    pub service_port: u16,
+    /// The binary whose `calculate` subcommand each VM runs (normally this very executable).
+    pub workload_program: PathBuf,
+    pub faults: Faults,
+}
+
+impl fmt::Debug for SimOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimOptions")
+            .field("listen", &self.listen)
+            .field("api_key", &"<redacted>")
+            .field("location", &self.location)
+            .field("billing_account_id", &self.billing_account_id)
+            .field("seed_name", &self.seed_name)
+            .field("boot_delay", &self.boot_delay)
+            .field("addresses", &self.addresses)
+            .field("service_port", &self.service_port)
+            .field("workload_program", &self.workload_program)
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+impl SimOptions {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.api_key.is_empty(), "the API key is empty");
+        anyhow::ensure!(
+            !self.location.is_empty()
+                && self
+                    .location
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "location `{}` is not a slug (letters, digits, `-`, `_`)",
+            self.location
+        );
+        anyhow::ensure!(
+            !self.location.eq_ignore_ascii_case("user-resource")
+                && !self.location.eq_ignore_ascii_case("network"),
+            "location `{}` would be confused with a resource path",
+            self.location
+        );
+        anyhow::ensure!(!self.seed_name.trim().is_empty(), "the seed name is empty");
+        anyhow::ensure!(self.service_port != 0, "the service port must not be 0");
+        Ipv4Range::new(self.addresses.first, self.addresses.last).map_err(anyhow::Error::msg)?;
+        self.faults.validate().map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+}
+
+/// Injected faults. Settable at start, with [`SimHandle::set_faults`] and with `POST /_sim/faults`
+/// (a JSON object; missing fields take their default, i.e. off). Durations serialize as humantime
+/// strings (`"250ms"`) and also deserialize from a number of milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Probability (0.0..=1.0) that an API call answers 500 with the error body; state is untouched.
+    pub error_rate: f64,
+    /// Added to every API call (not to `/_sim/*`).
+    #[serde(with = "duration_text")]
+    pub latency: Duration,
+    /// Clones made while this is set stay in their not-running status and start no process.
+    pub clone_never_boots: bool,
+    /// A clone call creates the VM, then holds its answer this long (zero: off).
+    #[serde(with = "duration_text")]
+    pub clone_hang: Duration,
+    /// The next this-many authenticated API calls answer 500 (counted down, whatever `error_rate`).
+    pub fail_next: u32,
+}
+
+impl Faults {
+    fn validate(&self) -> Result<(), String> {
+        if (0.0..=1.0).contains(&self.error_rate) {
+            Ok(())
+        } else {
+            Err(format!(
+                "error_rate {} is outside 0.0..=1.0",
+                self.error_rate
+            ))
+        }
+    }
+}
+
+/// `Duration` as a humantime string; reads a string or a number of milliseconds.
+mod duration_text {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"250ms\" or \"2s\", or a number of milliseconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+                humantime::parse_duration(v.trim()).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+                Ok(Duration::from_millis(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+                u64::try_from(v)
+                    .map(Duration::from_millis)
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+                if v.is_finite() && v >= 0.0 {
+                    Ok(Duration::from_secs_f64(v / 1000.0))
+                } else {
+                    Err(E::custom(
+                        "a duration must be a finite, non-negative number",
+                    ))
+                }
+            }
+        }
+        d.deserialize_any(DurationVisitor)
+    }
+}
+
+/// What the simulator holds, as `GET /_sim/state` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimState {
+    /// Base URL of the API (the client appends `/v1/...`).
+    pub url: String,
+    pub location: String,
+    pub billing_account_id: u64,
+    pub service_port: u16,
+    pub addresses: Ipv4Range,
+    /// Every VM, oldest first.
+    pub vms: Vec<SimVmState>,
+    /// Every floating IP, assigned or not.
+    pub floating_ips: Vec<SimFloatingIpState>,
+    pub faults: Faults,
+    /// Authenticated API calls per operation (`vm_list`, `vm_get`, `vm_clone`, `vm_delete`, `vm_stop`,
+    /// `vm_start`, `vm_modify`, `ip_list`, `ip_delete`, `ip_unassign`), including those a fault failed.
+    pub calls: BTreeMap<String, u64>,
+    /// Calls refused for a missing or wrong `apikey`.
+    pub unauthorized: u64,
+    /// Calls answered 500 by the `error_rate` or `fail_next` fault.
+    pub injected_errors: u64,
+}
+
+/// One VM in [`SimState`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimVmState {
+    pub uuid: String,
+    pub name: String,
+    pub status: String,
+    /// What the API shows: empty until the VM first booted.
+    pub private_ipv4: String,
+    /// The loopback address the VM owns from its creation on.
+    pub address: Ipv4Addr,
+    pub seed: bool,
+    /// The workload's process id while it runs.
+    pub pid: Option<u32>,
+    /// How the last workload process of this VM ended, when it ended by itself.
+    pub last_exit: Option<String>,
+    /// The floating IP assigned to it, if any.
+    pub public_ip: Option<String>,
+    pub created_at: String,
+}
+
+/// One floating IP in [`SimState`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimFloatingIpState {
+    pub address: String,
+    pub assigned_to: Option<String>,
+}
+
+/// The immutable settings of one simulator.
+struct Config {
+    api_key: String,
+    location: String,
+    billing_account_id: u64,
+    seed_name: String,
+    boot_delay: Duration,
+    addresses: Ipv4Range,
+    service_port: u16,
+    workload_program: PathBuf,
+    url: String,
+}
+
+/// One simulator's state, shared by the HTTP handlers, the boot timers and the process monitor.
+///
+/// All mutable state is in `world`, behind one `std::sync::Mutex`: every operation is a short critical
+/// section that is never held across an `.await` (processes to kill are taken out under the lock and
+/// killed after it is released). Spawning a workload happens under the lock, so a VM deleted meanwhile
+/// can never be left with a process.
+struct Shared {
+    config: Config,
+    world: Mutex<World>,
+}
+
+impl Shared {
+    fn world(&self) -> MutexGuard<'_, World> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.world
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn faults(&self) -> Faults {
+        self.world().faults.clone()
+    }
+
+    /// Creates the seed VM, running, and starts its workload at once.
+    fn create_seed(&self) -> anyhow::Result<(String, Ipv4Addr)> {
+        let cfg = &self.config;
+        let mut world = self.world();
+        let ip = world
+            .allocate_address(cfg.addresses, cfg.service_port)
+            .with_context(|| {
+                format!(
+                    "no address of {} has port {} free for the seed VM",
+                    cfg.addresses, cfg.service_port
+                )
+            })?;
+        let uuid = world.create_vm(&cfg.seed_name, ip, VmStatus::Running, true, false);
+        world.assign_new_floating_ip(&uuid);
+        let vm = world.vm_mut(&uuid).context("the seed VM vanished")?;
+        vm.address_visible = true;
+        vm.process = process::spawn_workload(&cfg.workload_program, ip, cfg.service_port, &vm.name);
+        tracing::info!(vm = %vm.name, %uuid, %ip, "simulated seed VM is running");
+        Ok((uuid, ip))
+    }
+
+    /// `POST user-resource/vm/clone`: the new VM, not running yet.
+    fn clone_vm(self: &Arc<Self>, source: &str, name: &str) -> Result<serde_json::Value, ApiError> {
+        let cfg = &self.config;
+        let (json, uuid, generation, never_boots) = {
+            let mut world = self.world();
+            if world.vm(source).is_none() {
+                return Err(ApiError::no_such_vm(source));
+            }
+            let ip = world
+                .allocate_address(cfg.addresses, cfg.service_port)
+                .ok_or_else(|| {
+                    ApiError::internal(format!(
+                        "Could not create the virtual machine: no free private address left in {}",
+                        cfg.addresses
+                    ))
+                })?;
+            let never_boots = world.faults.clone_never_boots;
+            let uuid = world.create_vm(name, ip, VmStatus::Creating, false, never_boots);
+            world.assign_new_floating_ip(&uuid);
+            let generation = world.vm(&uuid).map(|vm| vm.boot_generation).unwrap_or(0);
+            let json = world.vm_json(&uuid, cfg).unwrap_or_default();
+            tracing::info!(vm = name, %uuid, %ip, never_boots, "simulated clone created");
+            (json, uuid, generation, never_boots)
+        };
+        if !never_boots {
+            self.schedule_boot(uuid, generation);
+        }
+        Ok(json)
+    }
+
+    /// After `boot_delay`, [`Shared::finish_boot`] the VM unless it changed meanwhile.
+    fn schedule_boot(self: &Arc<Self>, uuid: String, generation: u64) {
+        let sim = Arc::clone(self);
+        // The workload is spawned from this async task (a runtime worker thread), never from a
+        // blocking-pool thread: PR_SET_PDEATHSIG fires when the *thread* that forked exits.
+        tokio::spawn(async move {
+            tokio::time::sleep(sim.config.boot_delay).await;
+            sim.finish_boot(&uuid, generation);
+        });
+    }
+
+    fn finish_boot(&self, uuid: &str, generation: u64) {
+        let cfg = &self.config;
+        let mut world = self.world();
+        if world.closed {
+            return;
+        }
+        let Some(vm) = world.vm_mut(uuid) else {
+            return; // deleted meanwhile
+        };
+        if vm.boot_generation != generation || !vm.status.is_booting() {
+            return; // stopped (and maybe started again) meanwhile
+        }
+        vm.status = VmStatus::Running;
+        vm.address_visible = true;
+        vm.touch();
+        if let Some(old) = vm.process.take() {
+            process::kill_now(old);
+        }
+        vm.process = process::spawn_workload(
+            &cfg.workload_program,
+            vm.address,
+            cfg.service_port,
+            &vm.name,
+        );
+        tracing::info!(vm = %vm.name, uuid, ip = %vm.address, "simulated VM is running");
+    }
+
+    /// `DELETE user-resource/vm`: removes the VM and its floating IPs, then kills its workload.
+    async fn delete_vm(&self, uuid: &str) -> Result<(), ApiError> {
+        let vm = {
+            let mut world = self.world();
+            world
+                .remove_vm(uuid)
+                .ok_or_else(|| ApiError::no_such_vm(uuid))?
+        };
+        tracing::info!(vm = %vm.name, uuid, ip = %vm.address, "simulated VM deleted");
+        if let Some(child) = vm.process {
+            process::kill(child, &vm.name).await;
+        }
+        Ok(())
+    }
+
+    /// `POST user-resource/vm/stop`: status `stopped`, workload killed.
+    async fn stop_vm(&self, uuid: &str) -> Result<serde_json::Value, ApiError> {
+        let (json, child, name) = {
+            let mut world = self.world();
+            let vm = world
+                .vm_mut(uuid)
+                .ok_or_else(|| ApiError::no_such_vm(uuid))?;
+            if vm.status != VmStatus::Stopped {
+                vm.status = VmStatus::Stopped;
+                vm.boot_generation += 1;
+                vm.touch();
+                tracing::info!(vm = %vm.name, uuid, "simulated VM stopped");
+            }
+            let child = vm.process.take();
+            let name = vm.name.clone();
+            (
+                world.vm_json(uuid, &self.config).unwrap_or_default(),
+                child,
+                name,
+            )
+        };
+        if let Some(child) = child {
+            process::kill(child, &name).await;
+        }
+        Ok(json)
+    }
+
+    /// `POST user-resource/vm/start`: a stopped VM boots again (`starting`, then `running`).
+    fn start_vm(self: &Arc<Self>, uuid: &str) -> Result<serde_json::Value, ApiError> {
+        let (json, boot) = {
+            let mut world = self.world();
+            let vm = world
+                .vm_mut(uuid)
+                .ok_or_else(|| ApiError::no_such_vm(uuid))?;
+            let mut boot = None;
+            if vm.status == VmStatus::Stopped {
+                vm.status = VmStatus::Starting;
+                vm.boot_generation += 1;
+                vm.touch();
+                if !vm.never_boots {
+                    boot = Some(vm.boot_generation);
+                }
+                tracing::info!(vm = %vm.name, uuid, "simulated VM starting");
+            }
+            (world.vm_json(uuid, &self.config).unwrap_or_default(), boot)
+        };
+        if let Some(generation) = boot {
+            self.schedule_boot(uuid.to_string(), generation);
+        }
+        Ok(json)
+    }
+
+    /// `PATCH user-resource/vm`: renames the VM (the running workload keeps its old name until restarted).
+    fn rename_vm(&self, uuid: &str, name: &str) -> Result<serde_json::Value, ApiError> {
+        let mut world = self.world();
+        let vm = world
+            .vm_mut(uuid)
+            .ok_or_else(|| ApiError::no_such_vm(uuid))?;
+        vm.name = name.to_string();
+        vm.touch();
+        Ok(world.vm_json(uuid, &self.config).unwrap_or_default())
+    }
+
+    fn state(&self) -> SimState {
+        let cfg = &self.config;
+        let mut world = self.world();
+        world.reap_exited();
+        world.state(cfg)
+    }
+
+    /// Stops every timer from acting and takes every workload process out of the world.
+    fn close(&self) -> Vec<(String, tokio::process::Child)> {
+        let mut world = self.world();
+        world.closed = true;
+        world.take_all_processes()
+    }
+}
+
+/// A running simulator. Dropping it stops serving and kills every workload it started (best effort,
+/// without waiting); [`SimHandle::shutdown`] does the same and waits for the processes to exit.
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    seed_uuid: String,
+    seed_ip: Ipv4Addr,
+    stop_serving: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    monitor: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// Binds `opts.listen` (port 0 allowed), creates the seed VM (running, its workload started at once)
+    /// and serves the API until [`SimHandle::shutdown`] or drop.
+    pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
+        opts.validate()?;
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .with_context(|| format!("binding the simulator's API on {}", opts.listen))?;
+        let addr = listener.local_addr()?;
+        let url_host = if addr.ip().is_unspecified() {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        let shared = Arc::new(Shared {
+            config: Config {
+                api_key: opts.api_key,
+                location: opts.location,
+                billing_account_id: opts.billing_account_id,
+                seed_name: opts.seed_name,
+                boot_delay: opts.boot_delay,
+                addresses: opts.addresses,
+                service_port: opts.service_port,
+                workload_program: opts.workload_program,
+                url: format!("http://{url_host}"),
+            },
+            world: Mutex::new(World::new(opts.faults)),
+        });
+        let (seed_uuid, seed_ip) = shared.create_seed()?;
+        let monitor = tokio::spawn(process::monitor(Arc::clone(&shared)));
+        let (stop_serving, stopped) = oneshot::channel::<()>();
+        let app = api::router(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                // An error only means the handle is gone, which is a stop request too.
+                stopped.await.ok();
+            });
+            if let Err(err) = serve.await {
+                tracing::error!(%err, "the simulated IDCloudHost API stopped serving");
+            }
+        });
+        tracing::info!(url = %shared.config.url, "simulated IDCloudHost API listening");
+        Ok(SimHandle {
+            shared,
+            addr,
+            seed_uuid,
+            seed_ip,
+            stop_serving: Some(stop_serving),
+            server: Some(server),
+            monitor: Some(monitor),
+        })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234` (the client appends `/v1/...`).
+    pub fn url(&self) -> String {
+        self.shared.config.url.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.shared.config.api_key
+    }
+
+    pub fn location(&self) -> &str {
+        &self.shared.config.location
+    }
+
+    pub fn billing_account_id(&self) -> u64 {
+        self.shared.config.billing_account_id
+    }
+
+    pub fn service_port(&self) -> u16 {
+        self.shared.config.service_port
+    }
+
+    pub fn seed_name(&self) -> &str {
+        &self.shared.config.seed_name
+    }
+
+    pub fn seed_uuid(&self) -> String {
+        self.seed_uuid.clone()
+    }
+
+    pub fn seed_ip(&self) -> Ipv4Addr {
+        self.seed_ip
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.shared.faults()
+    }
+
+    /// Replaces the faults. An `error_rate` outside 0.0..=1.0 is clamped (NaN counts as 0).
+    pub fn set_faults(&self, mut faults: Faults) {
+        if faults.validate().is_err() {
+            tracing::warn!(
+                error_rate = faults.error_rate,
+                "error_rate clamped to 0.0..=1.0"
+            );
+            faults.error_rate = if faults.error_rate.is_nan() {
+                0.0
+            } else {
+                faults.error_rate.clamp(0.0, 1.0)
+            };
+        }
+        self.shared.world().faults = faults;
+    }
+
+    /// The same as `GET /_sim/state`.
+    pub fn state(&self) -> SimState {
+        self.shared.state()
+    }
+
+    /// Stops serving, kills every VM process and waits for them to exit.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop_serving.take() {
+            stop.send(()).ok();
+        }
+        if let Some(mut server) = self.server.take() {
+            // In-flight calls (a hanging clone) get a moment, then the server is aborted.
+            if tokio::time::timeout(Duration::from_secs(2), &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
+        }
+        if let Some(monitor) = self.monitor.take() {
+            monitor.abort();
+        }
+        let children = self.shared.close();
+        futures::future::join_all(
+            children
+                .into_iter()
+                .map(|(name, child)| async move { process::kill(child, &name).await }),
+        )
+        .await;
+        tracing::info!(url = %self.shared.config.url, "simulated IDCloudHost API stopped");
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop_serving.take() {
+            stop.send(()).ok();
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        if let Some(monitor) = self.monitor.take() {
+            monitor.abort();
+        }
+        for (_, child) in self.shared.close() {
+            process::kill_now(child);
+        }
+    }
+}
+
+/// `idch-autoscaler sim`: starts a simulator with this executable as the workload program, prints how
+/// to reach it, and runs until Ctrl-C or SIGTERM; then stops every process it started.
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let key_var = args.api_key_env.clone();
+    let key_from_env = api_key_from_env(&key_var).is_some();
+    let program = std::env::current_exe().context("locating this executable")?;
+    let opts = args.into_options(program)?;
+    let sim = SimHandle::start(opts).await?;
+
+    println!("IDCloudHost API simulator listening on {}", sim.url());
+    println!(
+        "  API base: {url}/v1/{loc}/  (also {url}/v1/ for the default location {loc}); state: {url}/_sim/state",
+        url = sim.url(),
+        loc = sim.location(),
+    );
+    if key_from_env {
+        println!("  API key: from ${key_var}");
+    } else {
+        println!(
+            "  API key: ${key_var} is unset; generated key: {}",
+            sim.api_key()
+        );
+    }
+    println!(
+        "  seed VM: {} uuid {} at {}:{}",
+        sim.seed_name(),
+        sim.seed_uuid(),
+        sim.seed_ip(),
+        sim.service_port()
+    );
+    println!("  billing account: {}", sim.billing_account_id());
+
+    let signal = wait_for_stop_signal().await;
+    println!("{signal}: stopping the simulator and its VMs");
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => Some(term),
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the simulator");
+            None
+        }
+    };
+    let sigterm = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            if let Err(err) = result {
+                tracing::warn!(%err, "cannot listen for Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+            "SIGINT"
+        }
+        _ = sigterm => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn the_handle_can_be_shared_across_tasks() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<SimHandle>();
+        assert_send_sync::<SimState>();
+    }
+
+    #[test]
+    fn cli_defaults_match_default_impl() {
+        let cli = Cli::try_parse_from(["sim"]).unwrap();
+        assert_eq!(cli.sim, SimArgs::default());
+    }
+
+    #[test]
+    fn cli_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--boot-delay",
+            "250ms",
+            "--addresses",
+            "127.0.5.10-127.0.5.20",
+            "--error-rate",
+            "0.5",
+            "--latency",
+            "1s",
+            "--clone-never-boots",
+            "--clone-hang",
+            "30s",
+        ])
+        .unwrap();
+        assert_eq!(cli.sim.boot_delay, Duration::from_millis(250));
+        assert_eq!(cli.sim.addresses.first, Ipv4Addr::new(127, 0, 5, 10));
+        assert_eq!(cli.sim.addresses.iter().count(), 11);
+        assert_eq!(cli.sim.error_rate, 0.5);
+        assert!(cli.sim.clone_never_boots);
+        assert_eq!(cli.sim.clone_hang, Duration::from_secs(30));
+        assert!(Cli::try_parse_from(["sim", "--error-rate", "1.5"]).is_err());
+        assert!(Cli::try_parse_from(["sim", "--addresses", "10.0.0.1-10.0.0.5"]).is_err());
+        assert!(Cli::try_parse_from(["sim", "--addresses", "127.0.0.9-127.0.0.5"]).is_err());
+    }
+
+    #[test]
+    fn faults_json_accepts_text_and_milliseconds() {
+        let f: Faults =
+            serde_json::from_str(r#"{"latency": "250ms", "clone_hang": 1500}"#).unwrap();
+        assert_eq!(f.latency, Duration::from_millis(250));
+        assert_eq!(f.clone_hang, Duration::from_millis(1500));
+        assert_eq!(f.error_rate, 0.0);
+        let text = serde_json::to_string(&f).unwrap();
+        assert!(text.contains(r#""latency":"250ms""#), "{text}");
+        assert!(serde_json::from_str::<Faults>(r#"{"latency_ms": 5}"#).is_err());
+    }
+}

@@ -1,0 +1,219 @@
+//! The desired size of each pool: the one place where webhooks and operators change it.
+//!
+//! A [`PoolControl`] holds desired and the cooldown clocks behind a mutex: a decision is
+//! read → decide → persist → apply under that lock, so concurrent webhooks are serialised and
+//! can never double-scale. The reconciler reads desired and is woken through `wake`.
+
+use std::sync::{Arc, Mutex};
+
+use crate::config::PoolConfig;
+use crate::decide::{cooldown_left, decide, Clocks, Decision, Direction, Limits};
+use crate::metrics::Metrics;
+use crate::store::{Activity, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Desired {
+    /// `None` until the first successful list when nothing was persisted.
+    size: Option<u32>,
+}
+
+pub struct PoolControl {
+    pub config: Arc<PoolConfig>,
+    /// Written by `scale`, `set_desired` and `init_from_observed` under this lock; read by
+    /// the reconciler and the status endpoints.
+    inner: Mutex<(Desired, Clocks)>,
+    /// Wakes the pool's reconciler when desired changes.
+    pub wake: tokio::sync::Notify,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a webhook or operator call did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    pub decision: Decision,
+    pub desired: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the pool has not been reconciled yet; try again shortly")]
+    NotReady,
+    #[error("size {size} is outside {min}..={max}")]
+    OutOfBounds { size: u32, min: u32, max: u32 },
+    #[error("cannot persist the decision: {0:#}")]
+    Store(anyhow::Error),
+}
+
+impl PoolControl {
+    /// Loads the persisted desired size and clocks of the pool (if any).
+    pub fn load(
+        config: Arc<PoolConfig>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<PoolControl> {
+        let (size, clocks) = match store.load_pool(&config.name)? {
+            Some((d, c)) => (Some(d.clamp(config.min, config.max)), c),
+            None => (None, Clocks::default()),
+        };
+        let control = PoolControl {
+            config,
+            inner: Mutex::new((Desired { size }, clocks)),
+            wake: tokio::sync::Notify::new(),
+            store,
+            metrics,
+        };
+        control.export(size);
+        Ok(control)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Desired, Clocks)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn export(&self, size: Option<u32>) {
+        if let Some(size) = size {
+            self.metrics
+                .desired
+                .get_or_create(&vec![("pool", self.config.name.clone())])
+                .set(size as i64);
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            min: self.config.min,
+            max: self.config.max,
+            step: self.config.scale_up_step,
+            up_cooldown: self.config.scale_up_cooldown,
+            down_cooldown: self.config.scale_down_cooldown,
+        }
+    }
+
+    pub fn desired(&self) -> Option<u32> {
+        self.lock().0.size
+    }
+
+    pub fn clocks(&self) -> Clocks {
+        self.lock().1
+    }
+
+    /// Seconds left in the scale-up and scale-down cooldowns.
+    pub fn cooldown_left(&self, now: f64) -> (u64, u64) {
+        let clocks = self.clocks();
+        let limits = self.limits();
+        (
+            cooldown_left(Direction::Up, &limits, &clocks, now),
+            cooldown_left(Direction::Down, &limits, &clocks, now),
+        )
+    }
+
+    /// At the first successful list with nothing persisted: desired = what exists, within bounds.
+    pub fn init_from_observed(&self, active: u32) -> anyhow::Result<()> {
+        let mut guard = self.lock();
+        if guard.0.size.is_some() {
+            return Ok(());
+        }
+        let size = active.clamp(self.config.min, self.config.max);
+        self.store.save_pool(
+            &self.config.name,
+            size,
+            &guard.1,
+            Some(&Activity::new(
+                "set_desired",
+                "start-up: nothing persisted, desired = VMs found",
+                "ok",
+                format!("{active} found -> desired {size}"),
+            )),
+        )?;
+        guard.0.size = Some(size);
+        drop(guard);
+        self.export(Some(size));
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A webhook's request: decides, persists an accepted change, wakes the reconciler.
+    pub fn scale(
+        &self,
+        direction: Direction,
+        resolved: bool,
+        cause: &str,
+        now: f64,
+    ) -> Result<Outcome, ControlError> {
+        let mut guard = self.lock();
+        let Some(desired) = guard.0.size else {
+            return Err(ControlError::NotReady);
+        };
+        let decision = decide(direction, resolved, desired, &self.limits(), &guard.1, now);
+        self.metrics
+            .webhook_decisions
+            .get_or_create(&vec![
+                ("pool", self.config.name.clone()),
+                ("direction", direction.as_str().to_string()),
+                ("decision", decision.as_str().to_string()),
+            ])
+            .inc();
+        let Decision::Accepted { from, to } = decision else {
+            return Ok(Outcome { decision, desired });
+        };
+        let mut clocks = guard.1;
+        match direction {
+            Direction::Up => clocks.last_up = Some(now),
+            Direction::Down => clocks.last_down = Some(now),
+        }
+        let activity = Activity::new(
+            direction.as_str(),
+            cause,
+            "accepted",
+            format!("desired {from} -> {to}"),
+        );
+        self.store
+            .save_pool(&self.config.name, to, &clocks, Some(&activity))
+            .map_err(ControlError::Store)?;
+        *guard = (Desired { size: Some(to) }, clocks);
+        drop(guard);
+        tracing::info!(pool = %self.config.name, direction = direction.as_str(), from, to, cause, "desired size changed");
+        self.export(Some(to));
+        self.wake.notify_one();
+        Ok(Outcome {
+            decision,
+            desired: to,
+        })
+    }
+
+    /// An operator's `PUT /v1/pools/{pool}/desired`: any size within bounds, no cooldown; the
+    /// clocks start again so alerts do not immediately undo it.
+    pub fn set_desired(&self, size: u32, cause: &str, now: f64) -> Result<Outcome, ControlError> {
+        let (min, max) = (self.config.min, self.config.max);
+        if size < min || size > max {
+            return Err(ControlError::OutOfBounds { size, min, max });
+        }
+        let mut guard = self.lock();
+        let from = guard.0.size.unwrap_or(size);
+        let mut clocks = guard.1;
+        if size > from {
+            clocks.last_up = Some(now);
+        } else if size < from {
+            clocks.last_down = Some(now);
+        }
+        let activity = Activity::new(
+            "set_desired",
+            cause,
+            "accepted",
+            format!("desired {from} -> {size}"),
+        );
+        self.store
+            .save_pool(&self.config.name, size, &clocks, Some(&activity))
+            .map_err(ControlError::Store)?;
+        *guard = (Desired { size: Some(size) }, clocks);
+        drop(guard);
+        tracing::info!(pool = %self.config.name, from, to = size, cause, "desired size set");
+        self.export(Some(size));
+        self.wake.notify_one();
+        Ok(Outcome {
+            decision: Decision::Accepted { from, to: size },
+            desired: size,
+        })
+    }
+}

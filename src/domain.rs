@@ -1,0 +1,351 @@
+//! Pools and backends: what the service knows about each VM, and the pure rules that move a
+//! backend between lifecycle states. No I/O here.
+
+use std::collections::HashMap;
+
+use crate::cloud::Vm;
+use crate::config::{HealthConfig, PoolConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Seed,
+    Clone,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Seed => "seed",
+            Role::Clone => "clone",
+        }
+    }
+}
+
+/// Where a backend is in its lifecycle (DESIGN.md, "A backend's lifecycle").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendState {
+    /// The VM exists; not yet proven healthy `healthy_threshold` times in a row.
+    Booting,
+    /// In Traefik's server list.
+    Ready,
+    /// Was ready; failed `unhealthy_threshold` probes in a row. Out of Traefik's list.
+    Unhealthy,
+    /// Out of Traefik's list, kept alive for `drain_period` so requests in flight complete.
+    Draining,
+    /// The delete call is due or under way.
+    Deleting,
+}
+
+impl BackendState {
+    pub const ALL: [BackendState; 5] = [
+        BackendState::Booting,
+        BackendState::Ready,
+        BackendState::Unhealthy,
+        BackendState::Draining,
+        BackendState::Deleting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendState::Booting => "booting",
+            BackendState::Ready => "ready",
+            BackendState::Unhealthy => "unhealthy",
+            BackendState::Draining => "draining",
+            BackendState::Deleting => "deleting",
+        }
+    }
+
+    /// Whether Traefik may send traffic to it.
+    pub fn serves_traffic(self) -> bool {
+        self == BackendState::Ready
+    }
+
+    /// Draining or deleting: no longer counted towards the desired size.
+    pub fn is_leaving(self) -> bool {
+        matches!(self, BackendState::Draining | BackendState::Deleting)
+    }
+}
+
+/// One VM of a pool, as the service sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    pub uuid: String,
+    pub name: String,
+    pub role: Role,
+    /// The private address, once the cloud reports one.
+    pub ip: Option<String>,
+    /// The cloud's `status` (`running`, `stopped`, ...).
+    pub cloud_status: String,
+    pub created_at: Option<String>,
+    pub state: BackendState,
+    /// When `state` last changed (Unix seconds, [`crate::clock::now`]).
+    pub since: f64,
+}
+
+/// Consecutive probe results of one backend; kept by the reconciler, not published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeStreak {
+    pub successes: u32,
+    pub failures: u32,
+}
+
+/// The published view of one pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolView {
+    pub name: String,
+    /// Seed first, then clones by their number, then by name.
+    pub backends: Vec<Backend>,
+    /// The first list succeeded and the first `healthy_threshold` probe rounds ran.
+    pub synced: bool,
+    /// The last list call succeeded.
+    pub cloud_ok: bool,
+    pub last_error: Option<String>,
+    pub last_success: Option<f64>,
+    /// The seed VM was in the last successful list.
+    pub seed_present: bool,
+    /// Names of clones whose clone call is in flight or whose outcome is not known yet.
+    pub provisioning: Vec<String>,
+}
+
+impl PoolView {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            backends: Vec::new(),
+            synced: false,
+            cloud_ok: false,
+            last_error: None,
+            last_success: None,
+            seed_present: false,
+            provisioning: Vec::new(),
+        }
+    }
+
+    pub fn count(&self, state: BackendState) -> usize {
+        self.backends.iter().filter(|b| b.state == state).count()
+    }
+}
+
+/// The number `n` of a clone named `{prefix}{n}`, if it has one.
+pub fn clone_number(name: &str, prefix: &str) -> Option<u64> {
+    name.strip_prefix(prefix)?.parse().ok()
+}
+
+/// The stable order: seed first, then clones by number (unnumbered ones last), then by name.
+pub fn sort_backends(backends: &mut [Backend], prefix: &str) {
+    backends.sort_by(|a, b| {
+        let key = |x: &Backend| {
+            (
+                x.role != Role::Seed,
+                clone_number(&x.name, prefix).unwrap_or(u64::MAX),
+                x.name.clone(),
+                x.uuid.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
+/// Merges a fresh VM list into the known backends: keeps the state of VMs it knows, adopts new
+/// ones as booting, drops the ones that vanished. Only the seed and VMs whose name starts with
+/// the pool's `clone_prefix` belong to the pool. `leaving` maps the names of VMs being drained
+/// or deleted to that state, so a restart never puts one back into rotation.
+pub fn observe(
+    previous: &[Backend],
+    vms: &[Vm],
+    pool: &PoolConfig,
+    leaving: &HashMap<String, BackendState>,
+    now: f64,
+) -> Vec<Backend> {
+    let known: HashMap<&str, &Backend> = previous.iter().map(|b| (b.uuid.as_str(), b)).collect();
+    let mut out: Vec<Backend> = vms
+        .iter()
+        .filter_map(|vm| {
+            let role = if vm.uuid == pool.seed_vm {
+                Role::Seed
+            } else if vm.name.starts_with(&pool.clone_prefix) {
+                Role::Clone
+            } else {
+                return None;
+            };
+            let (mut state, mut since) = match known.get(vm.uuid.as_str()) {
+                Some(b) => (b.state, b.since),
+                None => (BackendState::Booting, now),
+            };
+            if role == Role::Clone {
+                if let Some(l) = leaving.get(&vm.name) {
+                    if *l != state {
+                        state = *l;
+                        since = now;
+                    }
+                }
+            }
+            Some(Backend {
+                uuid: vm.uuid.clone(),
+                name: vm.name.clone(),
+                role,
+                ip: vm.private_ipv4.clone(),
+                cloud_status: vm.status.clone(),
+                created_at: vm.created_at.clone(),
+                state,
+                since,
+            })
+        })
+        .collect();
+    sort_backends(&mut out, &pool.clone_prefix);
+    out
+}
+
+/// Applies one probe result: `healthy_threshold` successes in a row make a backend ready,
+/// `unhealthy_threshold` failures in a row make a ready one unhealthy. Draining and deleting
+/// backends keep their state. Returns the previous state and its start when the state changed.
+pub fn apply_probe(
+    backend: &mut Backend,
+    streak: &mut ProbeStreak,
+    ok: bool,
+    health: &HealthConfig,
+    now: f64,
+) -> Option<(BackendState, f64)> {
+    if ok {
+        streak.successes = streak.successes.saturating_add(1);
+        streak.failures = 0;
+    } else {
+        streak.failures = streak.failures.saturating_add(1);
+        streak.successes = 0;
+    }
+    let next = match backend.state {
+        BackendState::Booting | BackendState::Unhealthy
+            if streak.successes >= health.healthy_threshold =>
+        {
+            BackendState::Ready
+        }
+        BackendState::Ready if streak.failures >= health.unhealthy_threshold => {
+            BackendState::Unhealthy
+        }
+        s => s,
+    };
+    if next != backend.state {
+        let previous = (backend.state, backend.since);
+        backend.state = next;
+        backend.since = now;
+        Some(previous)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> PoolConfig {
+        crate::config::Config::parse(
+            "[idcloudhost]\n[[pool]]\nname = \"p\"\nseed_vm = \"seed\"\nclone_prefix = \"p-clone-\"\n",
+        )
+        .unwrap()
+        .pools
+        .remove(0)
+    }
+
+    fn vm(uuid: &str, name: &str) -> Vm {
+        Vm {
+            uuid: uuid.into(),
+            name: name.into(),
+            status: "running".into(),
+            private_ipv4: Some(format!("10.0.0.{}", uuid.len())),
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn observe_keeps_pool_members_in_stable_order() {
+        let t0 = 0.0;
+        let vms = vec![
+            vm("c10", "p-clone-10"),
+            vm("other", "unrelated"),
+            vm("c2", "p-clone-2"),
+            vm("seed", "whatever-the-seed-is-called"),
+            vm("cx", "p-clone-x"),
+        ];
+        let out = observe(&[], &vms, &pool(), &HashMap::new(), t0);
+        let names: Vec<_> = out.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "whatever-the-seed-is-called",
+                "p-clone-2",
+                "p-clone-10",
+                "p-clone-x"
+            ]
+        );
+        assert_eq!(out[0].role, Role::Seed);
+        assert!(out.iter().all(|b| b.state == BackendState::Booting));
+    }
+
+    #[test]
+    fn observe_keeps_known_state_and_drops_vanished() {
+        let t0 = 0.0;
+        let t1 = 10.0;
+        let none = HashMap::new();
+        let mut first = observe(
+            &[],
+            &[vm("seed", "s"), vm("c1", "p-clone-1")],
+            &pool(),
+            &none,
+            t0,
+        );
+        first[1].state = BackendState::Ready;
+        let second = observe(
+            &first,
+            &[vm("seed", "s"), vm("c3", "p-clone-3")],
+            &pool(),
+            &none,
+            t1,
+        );
+        assert_eq!(second.len(), 2);
+        assert_eq!(second[1].uuid, "c3");
+        assert_eq!(second[1].since, t1);
+        assert_eq!(second[0].since, t0);
+    }
+
+    #[test]
+    fn draining_vms_never_come_back_as_ready() {
+        let mut leaving = HashMap::new();
+        leaving.insert("p-clone-1".to_string(), BackendState::Draining);
+        let mut first = observe(&[], &[vm("c1", "p-clone-1")], &pool(), &HashMap::new(), 0.0);
+        first[0].state = BackendState::Ready;
+        let out = observe(&first, &[vm("c1", "p-clone-1")], &pool(), &leaving, 5.0);
+        assert_eq!((out[0].state, out[0].since), (BackendState::Draining, 5.0));
+        let p = pool();
+        let mut b = out[0].clone();
+        let mut s = ProbeStreak::default();
+        for _ in 0..5 {
+            assert_eq!(apply_probe(&mut b, &mut s, true, &p.health, 6.0), None);
+        }
+        assert_eq!(b.state, BackendState::Draining);
+    }
+
+    #[test]
+    fn probe_thresholds() {
+        let p = pool();
+        let t = 0.0;
+        let mut b = observe(&[], &[vm("seed", "s")], &p, &HashMap::new(), t).remove(0);
+        let mut s = ProbeStreak::default();
+        assert!(apply_probe(&mut b, &mut s, true, &p.health, t).is_none());
+        assert_eq!(b.state, BackendState::Booting);
+        assert!(apply_probe(&mut b, &mut s, true, &p.health, t).is_some());
+        assert_eq!(b.state, BackendState::Ready);
+        // Two failures are tolerated, the third (unhealthy_threshold = 3) is not.
+        assert!(apply_probe(&mut b, &mut s, false, &p.health, t).is_none());
+        assert!(apply_probe(&mut b, &mut s, false, &p.health, t).is_none());
+        assert!(apply_probe(&mut b, &mut s, false, &p.health, t).is_some());
+        assert_eq!(b.state, BackendState::Unhealthy);
+        // A single success is not enough to come back; a flap resets the streak.
+        apply_probe(&mut b, &mut s, true, &p.health, t);
+        apply_probe(&mut b, &mut s, false, &p.health, t);
+        apply_probe(&mut b, &mut s, true, &p.health, t);
+        assert_eq!(b.state, BackendState::Unhealthy);
+        apply_probe(&mut b, &mut s, true, &p.health, t);
+        assert_eq!(b.state, BackendState::Ready);
+    }
+}

@@ -1,0 +1,67 @@
+//! The `idch-autoscaler` binary: thin; parses the command line and hands over to the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use idch_autoscaler::{cloud::sim, config, demo, startup, telemetry, workload};
+
+#[derive(Parser)]
+#[command(
+    name = "idch-autoscaler",
+    version,
+    about = "Horizontal autoscaling for IDCloudHost VMs behind Traefik"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service. Without --config: the embedded default (a built-in simulator and one pool).
+    Run {
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file: exit 0 when good, non-zero naming the bad key and why.
+    Check {
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
+    /// Run the built-in IDCloudHost API simulator alone.
+    Sim(sim::SimArgs),
+    /// Run the sample workload (what each simulated VM serves).
+    Calculate(workload::CalculateArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Run { config: None });
+    if let Command::Check { config } = &command {
+        return config::check_command(config);
+    }
+    telemetry::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Run { config: None } => demo::run().await,
+            Command::Run { config: Some(path) } => startup::run_from_file(&path).await,
+            Command::Sim(args) => sim::run(args).await,
+            Command::Calculate(args) => workload::run(args).await,
+            Command::Check { .. } => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

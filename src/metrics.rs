@@ -1,0 +1,167 @@
+//! The service's own metrics, in the Prometheus text format (`prometheus-client`).
+//!
+//! One [`Metrics`] per service, shared by `Arc`; every field is updated lock-free by whoever
+//! observes the event (the cloud client, the reconcilers, the webhook handlers) and read by `GET /metrics`.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub type Labels = Vec<(&'static str, String)>;
+
+fn cloud_histogram() -> Histogram {
+    // 5 ms .. ~20 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Cloud API calls by `operation` and `status` (HTTP code, `timeout` or `transport`).
+    pub cloud_requests: Family<Labels, Counter>,
+    /// Cloud API call latency by `operation`.
+    pub cloud_latency: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Backends by `pool` and `state`.
+    pub backends: Family<Labels, Gauge>,
+    /// Failed reconcile passes by `pool`.
+    pub reconcile_errors: Family<Labels, Counter>,
+    /// Unix time of the last successful reconcile, by `pool`.
+    pub last_reconcile: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// 1 while the last list call of a pool succeeded, 0 during a cloud outage.
+    pub cloud_up: Family<Labels, Gauge>,
+    /// Desired size by `pool`.
+    pub desired: Family<Labels, Gauge>,
+    /// Webhook decisions by `pool`, `direction` and `decision`.
+    pub webhook_decisions: Family<Labels, Counter>,
+    /// Reconciler actions by `pool`, `action` (clone, delete, drain, ...) and `result`.
+    pub scale_activities: Family<Labels, Counter>,
+    /// Time a backend spent in a lifecycle state, by `pool` and `state`, observed when it leaves it.
+    pub state_duration: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+fn state_histogram() -> Histogram {
+    // 0.25 s .. ~17 h.
+    Histogram::new(exponential_buckets(0.25, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("idch_autoscaler");
+        let cloud_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "cloud_requests",
+            "IDCloudHost API calls by operation and status",
+            cloud_requests.clone(),
+        );
+        let cloud_latency =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(cloud_histogram);
+        registry.register(
+            "cloud_request_duration_seconds",
+            "IDCloudHost API call latency by operation",
+            cloud_latency.clone(),
+        );
+        let backends = Family::<Labels, Gauge>::default();
+        registry.register(
+            "backends",
+            "Backends by pool and lifecycle state",
+            backends.clone(),
+        );
+        let reconcile_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconcile passes that failed, by pool",
+            reconcile_errors.clone(),
+        );
+        let last_reconcile = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "last_successful_reconcile_timestamp_seconds",
+            "Unix time of the last successful reconcile, by pool",
+            last_reconcile.clone(),
+        );
+        let cloud_up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "cloud_up",
+            "1 when the last cloud list call of the pool succeeded, 0 during an outage",
+            cloud_up.clone(),
+        );
+        let desired = Family::<Labels, Gauge>::default();
+        registry.register(
+            "desired_size",
+            "Desired pool size (seed included), by pool",
+            desired.clone(),
+        );
+        let webhook_decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_decisions",
+            "Scale webhooks by pool, direction and decision",
+            webhook_decisions.clone(),
+        );
+        let scale_activities = Family::<Labels, Counter>::default();
+        registry.register(
+            "scale_activities",
+            "Reconciler actions by pool, action and result",
+            scale_activities.clone(),
+        );
+        let state_duration =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(state_histogram);
+        registry.register(
+            "backend_state_duration_seconds",
+            "Time backends spent in each lifecycle state, by pool and state",
+            state_duration.clone(),
+        );
+        Self {
+            registry,
+            desired,
+            webhook_decisions,
+            scale_activities,
+            state_duration,
+            cloud_requests,
+            cloud_latency,
+            backends,
+            reconcile_errors,
+            last_reconcile,
+            cloud_up,
+        }
+    }
+
+    pub fn observe_cloud_call(&self, operation: &'static str, status: String, elapsed: Duration) {
+        self.cloud_requests
+            .get_or_create(&vec![
+                ("operation", operation.to_string()),
+                ("status", status),
+            ])
+            .inc();
+        self.cloud_latency
+            .get_or_create(&vec![("operation", operation.to_string())])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn activity(&self, pool: &str, action: &str, result: &str) {
+        self.scale_activities
+            .get_or_create(&vec![
+                ("pool", pool.to_string()),
+                ("action", action.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+    }
+
+    /// The text exposition (OpenMetrics text, which Prometheus reads).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,131 @@
+//! `GET /v1/pools`, `GET /v1/pools/{pool}` and `GET /readyz`: what the service sees.
+
+use axum::extract::{Path, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::{ApiError, AppState};
+use crate::config::PoolConfig;
+use crate::domain::{BackendState, PoolView};
+
+#[derive(Serialize)]
+struct PoolStatus<'a> {
+    name: &'a str,
+    synced: bool,
+    cloud_ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_successful_reconcile: Option<String>,
+    seed_vm: &'a str,
+    seed_present: bool,
+    clone_prefix: &'a str,
+    min: u32,
+    max: u32,
+    size: usize,
+    ready: usize,
+    backends: Vec<BackendStatus<'a>>,
+}
+
+#[derive(Serialize)]
+struct BackendStatus<'a> {
+    name: &'a str,
+    uuid: &'a str,
+    role: &'static str,
+    state: &'static str,
+    since: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    cloud_status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<&'a str>,
+}
+
+use crate::clock::rfc3339;
+
+fn status<'a>(config: &'a PoolConfig, view: &'a PoolView) -> PoolStatus<'a> {
+    PoolStatus {
+        name: &config.name,
+        synced: view.synced,
+        cloud_ok: view.cloud_ok,
+        last_error: view.last_error.as_deref(),
+        last_successful_reconcile: view.last_success.map(rfc3339),
+        seed_vm: &config.seed_vm,
+        seed_present: view.seed_present,
+        clone_prefix: &config.clone_prefix,
+        min: config.min,
+        max: config.max,
+        size: view.backends.len(),
+        ready: view.count(BackendState::Ready),
+        backends: view
+            .backends
+            .iter()
+            .map(|b| BackendStatus {
+                name: &b.name,
+                uuid: &b.uuid,
+                role: b.role.as_str(),
+                state: b.state.as_str(),
+                since: rfc3339(b.since),
+                ip: b.ip.as_deref(),
+                cloud_status: &b.cloud_status,
+                created_at: b.created_at.as_deref(),
+            })
+            .collect(),
+    }
+}
+
+pub async fn list_pools(AxumState(app): AxumState<AppState>) -> Response {
+    let snap = app.state.load();
+    let pools: Vec<PoolStatus> = app
+        .state
+        .pool_configs()
+        .iter()
+        .zip(snap.pools.iter())
+        .map(|(c, v)| status(c, v))
+        .collect();
+    Json(serde_json::json!({ "pools": pools })).into_response()
+}
+
+pub async fn get_pool(AxumState(app): AxumState<AppState>, Path(name): Path<String>) -> Response {
+    let snap = app.state.load();
+    let found = app
+        .state
+        .pool_configs()
+        .iter()
+        .zip(snap.pools.iter())
+        .find(|(c, _)| c.name == name);
+    match found {
+        Some((c, v)) => Json(status(c, v)).into_response(),
+        None => {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no pool named {name:?}")).into_response()
+        }
+    }
+}
+
+/// Ready once every pool has synced and while the cloud answers; otherwise 503 with the reasons.
+pub async fn readyz(AxumState(app): AxumState<AppState>) -> Response {
+    let snap = app.state.load();
+    let mut problems = Vec::new();
+    for p in &snap.pools {
+        if !p.synced {
+            problems.push(format!("pool {}: not synced yet", p.name));
+        } else if !p.cloud_ok {
+            problems.push(format!(
+                "pool {}: cloud unreachable, serving the last good view ({})",
+                p.name,
+                p.last_error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not ready", "problems": problems})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,176 @@
+//! Start-up: binds the listener, wires the state, the routes and one reconciler per pool.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::auth::WebhookAuth;
+use crate::cloud::CloudClient;
+use crate::config::{Config, Secrets};
+use crate::control::PoolControl;
+use crate::metrics::Metrics;
+use crate::reconcile::PoolReconciler;
+use crate::routes::{self, AppState};
+use crate::shutdown::Shutdown;
+use crate::state::State;
+use crate::store::Store;
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<State>,
+    app: AppState,
+    reconcilers: Vec<PoolReconciler>,
+}
+
+/// A running service (see [`Application::spawn`]).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<State>,
+    shutdown: Shutdown,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and the reconcilers and waits for them.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.trigger();
+        self.handle.await.context("service task panicked")?
+    }
+}
+
+impl Application {
+    /// Builds the service from a validated configuration and its resolved secrets. Binds the
+    /// listener (port 0 is allowed: see [`Application::addr`]).
+    pub async fn build(config: Config, secrets: Secrets) -> anyhow::Result<Application> {
+        let metrics = Arc::new(Metrics::new());
+        let api_key = secrets
+            .api_key
+            .clone()
+            .context("idcloudhost.api_key: no API key resolved")?;
+        let webhook_auth = WebhookAuth::new(&config.auth, &secrets);
+        if webhook_auth.is_open()
+            && !config.listen.ip().is_loopback()
+            && !config.allow_unauthenticated
+        {
+            anyhow::bail!(
+                "listen = {}: refusing to accept unauthenticated webhooks on a non-loopback address; \
+                 configure [auth] webhook_token_env, basic_username + basic_password_env or hmac_secret_env, \
+                 or set allow_unauthenticated = true",
+                config.listen
+            );
+        }
+        let cloud = CloudClient::new(&config.cloud, api_key)?.with_metrics(metrics.clone());
+        let store = Arc::new(Store::open(&config.state_path)?);
+        let pools: Vec<_> = config.pools.iter().cloned().map(Arc::new).collect();
+        let state = Arc::new(State::new(pools.clone(), metrics.clone()));
+        let controls = pools
+            .iter()
+            .map(|p| PoolControl::load(p.clone(), store.clone(), metrics.clone()).map(Arc::new))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let reconcilers = controls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                PoolReconciler::new(
+                    i,
+                    c.clone(),
+                    cloud.clone(),
+                    state.clone(),
+                    store.clone(),
+                    config.reconcile_interval,
+                )
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listen: cannot bind {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let app = AppState {
+            state: state.clone(),
+            read_token: secrets.read_token.map(Arc::new),
+            webhook_auth: Arc::new(webhook_auth),
+            controls: Arc::new(controls),
+            store,
+        };
+        Ok(Application {
+            listener,
+            addr,
+            state,
+            app,
+            reconcilers,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
+    }
+
+    /// Serves until `stop` completes, then stops the reconcilers and drains open requests.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let shutdown = Shutdown::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            trigger.trigger();
+        });
+        self.serve(shutdown).await
+    }
+
+    /// Runs in the background; for tests and the embedded default.
+    pub fn spawn(self) -> Running {
+        let shutdown = Shutdown::new();
+        let addr = self.addr;
+        let state = self.state.clone();
+        let handle = tokio::spawn(self.serve(shutdown.clone()));
+        Running {
+            addr,
+            state,
+            shutdown,
+            handle,
+        }
+    }
+
+    async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let tasks: Vec<_> = self
+            .reconcilers
+            .into_iter()
+            .map(|r| tokio::spawn(r.run(shutdown.clone())))
+            .collect();
+        let router = routes::router(self.app);
+        let wait = shutdown.clone();
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move { wait.wait().await })
+            .await;
+        shutdown.trigger();
+        for t in tasks {
+            let _ = t.await;
+        }
+        served.context("HTTP server failed")
+    }
+}
+
+/// `idch-autoscaler run --config FILE`.
+pub async fn run_from_file(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let secrets = config.resolve_secrets()?;
+    let app = Application::build(config, secrets).await?;
+    tracing::info!(addr = %app.addr(), "idch-autoscaler listening");
+    app.run_until(crate::shutdown::signal()).await
+}

@@ -1,0 +1,398 @@
+//! Durable state in SQLite (`state_path`): desired sizes, cooldown clocks, VMs on their way in
+//! (provisioning) or out (draining, deleting), and the activity history. The cloud is the truth
+//! about what exists; this file is the truth about intent.
+//!
+//! SQLite in WAL mode with `synchronous = FULL` gives crash-safe commits without a hand-rolled
+//! file format. One connection behind a mutex: writes are rare (decisions and lifecycle steps)
+//! and each is one short transaction.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::decide::Clocks;
+
+/// Why a VM is tracked: it is being created, drained or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Provisioning,
+    Draining,
+    Deleting,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Provisioning => "provisioning",
+            Phase::Draining => "draining",
+            Phase::Deleting => "deleting",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Phase> {
+        match s {
+            "provisioning" => Some(Phase::Provisioning),
+            "draining" => Some(Phase::Draining),
+            "deleting" => Some(Phase::Deleting),
+            _ => None,
+        }
+    }
+}
+
+/// One VM the reconciler is acting on, keyed by (pool, name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intent {
+    pub name: String,
+    /// Unknown while a clone call has not answered.
+    pub uuid: Option<String>,
+    pub phase: Phase,
+    /// Unix seconds when this phase began.
+    pub since: f64,
+    /// Draining: when the VM may be deleted.
+    pub until: Option<f64>,
+    pub reason: String,
+}
+
+/// One entry of the activity history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    pub id: i64,
+    pub at: f64,
+    /// What was decided or done: `scale_up`, `scale_down`, `set_desired`, `clone`, `ready`,
+    /// `release_ip`, `drain`, `delete`, `boot_failed`, `replace_unhealthy`, `vanished`.
+    pub action: String,
+    /// Why: the webhook, the operator, the reconciler's reason.
+    pub cause: String,
+    /// `ok`, `failed`, `started` ...
+    pub outcome: String,
+    pub detail: String,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS pools (
+    name TEXT PRIMARY KEY,
+    desired INTEGER NOT NULL,
+    last_up REAL,
+    last_down REAL
+);
+CREATE TABLE IF NOT EXISTS intents (
+    pool TEXT NOT NULL,
+    name TEXT NOT NULL,
+    uuid TEXT,
+    phase TEXT NOT NULL,
+    since REAL NOT NULL,
+    until REAL,
+    reason TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (pool, name)
+);
+CREATE TABLE IF NOT EXISTS activities (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pool TEXT NOT NULL,
+    at REAL NOT NULL,
+    action TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS activities_by_pool ON activities (pool, id);
+";
+
+/// How many activities are kept per pool.
+const KEEP_ACTIVITIES: i64 = 10_000;
+
+impl Store {
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("state_path: cannot create {}", dir.display()))?;
+            }
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("state_path: cannot open {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::init(conn).with_context(|| format!("state_path: {}", path.display()))
+    }
+
+    pub fn open_in_memory() -> anyhow::Result<Store> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> anyhow::Result<Store> {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The persisted desired size and cooldown clocks of a pool, if any.
+    pub fn load_pool(&self, pool: &str) -> anyhow::Result<Option<(u32, Clocks)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT desired, last_up, last_down FROM pools WHERE name = ?1",
+                params![pool],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?.max(0) as u32,
+                        Clocks {
+                            last_up: r.get(1)?,
+                            last_down: r.get(2)?,
+                        },
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    /// Saves desired and clocks, with an activity, in one transaction.
+    pub fn save_pool(
+        &self,
+        pool: &str,
+        desired: u32,
+        clocks: &Clocks,
+        activity: Option<&Activity>,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO pools (name, desired, last_up, last_down) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET desired = ?2, last_up = ?3, last_down = ?4",
+            params![pool, desired as i64, clocks.last_up, clocks.last_down],
+        )?;
+        if let Some(a) = activity {
+            insert_activity(&tx, pool, a)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn intents(&self, pool: &str) -> anyhow::Result<Vec<Intent>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, uuid, phase, since, until, reason FROM intents WHERE pool = ?1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map(params![pool], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, Option<f64>>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, uuid, phase, since, until, reason) = row?;
+            let Some(phase) = Phase::parse(&phase) else {
+                tracing::warn!(
+                    pool,
+                    name,
+                    phase,
+                    "ignoring an intent with an unknown phase"
+                );
+                continue;
+            };
+            out.push(Intent {
+                name,
+                uuid,
+                phase,
+                since,
+                until,
+                reason,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes (or replaces) an intent, with an activity, in one transaction.
+    pub fn put_intent(
+        &self,
+        pool: &str,
+        intent: &Intent,
+        activity: Option<&Activity>,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO intents (pool, name, uuid, phase, since, until, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(pool, name) DO UPDATE SET uuid = ?3, phase = ?4, since = ?5, until = ?6, reason = ?7",
+            params![
+                pool,
+                intent.name,
+                intent.uuid,
+                intent.phase.as_str(),
+                intent.since,
+                intent.until,
+                intent.reason
+            ],
+        )?;
+        if let Some(a) = activity {
+            insert_activity(&tx, pool, a)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets an intent, with an activity, in one transaction.
+    pub fn remove_intent(
+        &self,
+        pool: &str,
+        name: &str,
+        activity: Option<&Activity>,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM intents WHERE pool = ?1 AND name = ?2",
+            params![pool, name],
+        )?;
+        if let Some(a) = activity {
+            insert_activity(&tx, pool, a)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn record(&self, pool: &str, activity: &Activity) -> anyhow::Result<()> {
+        let conn = self.conn();
+        insert_activity(&conn, pool, activity)
+    }
+
+    /// The newest `limit` activities of a pool, newest first.
+    pub fn activities(&self, pool: &str, limit: u32) -> anyhow::Result<Vec<Activity>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, at, action, cause, outcome, detail FROM activities WHERE pool = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![pool, limit as i64], |r| {
+            Ok(Activity {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                action: r.get(2)?,
+                cause: r.get(3)?,
+                outcome: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn insert_activity(conn: &Connection, pool: &str, a: &Activity) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO activities (pool, at, action, cause, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![pool, a.at, a.action, a.cause, a.outcome, a.detail],
+    )?;
+    let id = conn.last_insert_rowid();
+    if id % 1000 == 0 {
+        conn.execute(
+            "DELETE FROM activities WHERE pool = ?1 AND id <= (SELECT id FROM activities WHERE pool = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![pool, KEEP_ACTIVITIES],
+        )?;
+    }
+    Ok(())
+}
+
+impl Activity {
+    pub fn new(
+        action: &str,
+        cause: impl Into<String>,
+        outcome: &str,
+        detail: impl Into<String>,
+    ) -> Activity {
+        Activity {
+            id: 0,
+            at: crate::clock::now(),
+            action: action.into(),
+            cause: cause.into(),
+            outcome: outcome.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.db");
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.load_pool("p").unwrap(), None);
+            let clocks = Clocks {
+                last_up: Some(10.0),
+                last_down: None,
+            };
+            s.save_pool(
+                "p",
+                3,
+                &clocks,
+                Some(&Activity::new("scale_up", "webhook", "accepted", "1 -> 3")),
+            )
+            .unwrap();
+            s.put_intent(
+                "p",
+                &Intent {
+                    name: "p-clone-2".into(),
+                    uuid: Some("u2".into()),
+                    phase: Phase::Draining,
+                    since: 5.0,
+                    until: Some(35.0),
+                    reason: "scale down".into(),
+                },
+                None,
+            )
+            .unwrap();
+            s.put_intent(
+                "p",
+                &Intent {
+                    name: "p-clone-3".into(),
+                    uuid: None,
+                    phase: Phase::Provisioning,
+                    since: 6.0,
+                    until: None,
+                    reason: String::new(),
+                },
+                None,
+            )
+            .unwrap();
+            s.remove_intent(
+                "p",
+                "p-clone-3",
+                Some(&Activity::new("clone", "x", "ok", "")),
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let (desired, clocks) = s.load_pool("p").unwrap().unwrap();
+        assert_eq!(desired, 3);
+        assert_eq!(clocks.last_up, Some(10.0));
+        let intents = s.intents("p").unwrap();
+        assert_eq!(intents.len(), 1);
+        assert_eq!(intents[0].phase, Phase::Draining);
+        assert_eq!(intents[0].until, Some(35.0));
+        let acts = s.activities("p", 10).unwrap();
+        assert_eq!(
+            acts.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
+            ["clone", "scale_up"]
+        );
+        assert!(s.activities("other", 10).unwrap().is_empty());
+    }
+}

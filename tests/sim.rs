@@ -1,0 +1,1019 @@
+//! Black-box tests of the built-in IDCloudHost API simulator, over HTTP with reqwest.
+//!
+//! Each test owns the address range 127.0.{k}.10-127.0.{k}.60 with its own k (200..=220), so the tests
+//! run in parallel, each with its own simulator and workload processes.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use idch_autoscaler::cloud::sim::{Faults, Ipv4Range, SimArgs, SimHandle, SimOptions};
+use idch_autoscaler::cloud::wire;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const KEY: &str = "sim-test-key-7f3a9c";
+const BOOT: Duration = Duration::from_millis(300);
+const PORT: u16 = 3000;
+
+fn program() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_idch-autoscaler"))
+}
+
+fn range(k: u8, last: u8) -> Ipv4Range {
+    Ipv4Range::new(Ipv4Addr::new(127, 0, k, 10), Ipv4Addr::new(127, 0, k, last)).unwrap()
+}
+
+fn options(k: u8) -> SimOptions {
+    SimOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        api_key: KEY.into(),
+        location: "jkt01".into(),
+        billing_account_id: 1_200_211_740,
+        seed_name: "calculate-service".into(),
+        boot_delay: BOOT,
+        addresses: range(k, 60),
+        service_port: PORT,
+        workload_program: program(),
+        faults: Faults::default(),
+    }
+}
+
+/// A thin caller of the simulated API.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(sim: &SimHandle) -> Api {
+        Api {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            base: format!("{}/v1/jkt01", sim.url()),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    async fn list(&self) -> Vec<Value> {
+        let resp = self
+            .http
+            .get(self.url("user-resource/vm/list"))
+            .header("apikey", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    async fn get(&self, uuid: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("user-resource/vm"))
+            .query(&[("uuid", uuid)])
+            .header("apikey", KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get_vm(&self, uuid: &str) -> Value {
+        let resp = self.get(uuid).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    /// Clone with form-encoded parameters.
+    async fn clone_vm(&self, source: &str, name: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("user-resource/vm/clone"))
+            .header("apikey", KEY)
+            .form(&[("uuid", source), ("name", name)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn clone_ok(&self, source: &str, name: &str) -> Value {
+        let resp = self.clone_vm(source, name).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    /// Delete with a form-encoded `uuid`.
+    async fn delete(&self, uuid: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url("user-resource/vm"))
+            .header("apikey", KEY)
+            .form(&[("uuid", uuid)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post_uuid(&self, action: &str, uuid: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("user-resource/vm/{action}")))
+            .header("apikey", KEY)
+            .form(&[("uuid", uuid)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn ips(&self, query: &[(&str, &str)]) -> Vec<Value> {
+        let resp = self
+            .http
+            .get(self.url("network/ip_addresses"))
+            .query(query)
+            .header("apikey", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    async fn wait_running(&self, uuid: &str) -> Value {
+        eventually(
+            Duration::from_secs(10),
+            "the VM reports running",
+            || async {
+                let vm = self.get_vm(uuid).await;
+                (vm["status"] == "running").then_some(vm)
+            },
+        )
+        .await
+    }
+}
+
+/// Polls `check` every 50 ms until it yields a value; panics after `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts the API's error answer: the status and `{"errors": {"Error": ...}}`; returns the message.
+async fn assert_error(resp: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(resp.status(), status);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["errors"]["Error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not the API's error body: {body}"))
+        .to_string();
+    assert_eq!(wire::error_message(&body.to_string()), message);
+    message
+}
+
+/// Whether `POST /calculate {"number": 3}` on ip:PORT answers 200.
+async fn calculate_answers(ip: Ipv4Addr) -> bool {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    match http
+        .post(format!("http://{ip}:{PORT}/calculate"))
+        .json(&json!({"number": 3}))
+        .send()
+        .await
+    {
+        Ok(resp) => resp.status() == StatusCode::OK,
+        Err(_) => false,
+    }
+}
+
+async fn wait_calculate(ip: Ipv4Addr) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{ip}:{PORT} answers POST /calculate (needs `idch-autoscaler calculate`)"),
+        || async { calculate_answers(ip).await.then_some(()) },
+    )
+    .await
+}
+
+async fn refused(ip: Ipv4Addr) -> bool {
+    matches!(
+        tokio::net::TcpStream::connect(SocketAddr::from((ip, PORT))).await,
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+async fn wait_refused(ip: Ipv4Addr) {
+    eventually(
+        Duration::from_secs(5),
+        &format!("{ip}:{PORT} refuses connections"),
+        || async { refused(ip).await.then_some(()) },
+    )
+    .await
+}
+
+fn ip_of(vm: &Value) -> Ipv4Addr {
+    vm["private_ipv4"].as_str().unwrap().parse().unwrap()
+}
+
+const VM_FIELDS: &[&str] = &[
+    "uuid",
+    "name",
+    "status",
+    "private_ipv4",
+    "created_at",
+    "id",
+    "hostname",
+    "vcpu",
+    "memory",
+    "billing_account",
+    "mac",
+    "os_name",
+    "os_version",
+    "public_ipv6",
+    "storage",
+    "tags",
+    "updated_at",
+    "user_id",
+    "username",
+];
+
+fn assert_vm_shape(vm: &Value) {
+    for field in VM_FIELDS {
+        assert!(vm.get(field).is_some(), "VM object lacks `{field}`: {vm}");
+    }
+    let created = vm["created_at"].as_str().unwrap();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(created, "%Y-%m-%d %H:%M:%S").is_ok(),
+        "created_at `{created}` is not YYYY-MM-DD HH:MM:SS"
+    );
+    assert!(vm["storage"].as_array().is_some_and(|s| !s.is_empty()));
+    // The client's wire type reads it.
+    serde_json::from_value::<wire::Vm>(vm.clone()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_runs_and_a_clone_boots_serves_and_is_deleted() {
+    let sim = SimHandle::start(options(201)).await.unwrap();
+    let api = Api::new(&sim);
+
+    let vms = api.list().await;
+    assert_eq!(vms.len(), 1);
+    let seed = &vms[0];
+    assert_vm_shape(seed);
+    let parsed: wire::Vm = serde_json::from_value(seed.clone()).unwrap();
+    assert!(parsed.is_running());
+    assert_eq!(parsed.uuid, sim.seed_uuid());
+    assert_eq!(parsed.name, "calculate-service");
+    assert_eq!(parsed.private_ipv4.as_deref(), Some("127.0.201.10"));
+    assert_eq!(sim.seed_ip(), Ipv4Addr::new(127, 0, 201, 10));
+    wait_calculate(sim.seed_ip()).await;
+
+    let cloned_at = Instant::now();
+    let clone = api
+        .clone_ok(&sim.seed_uuid(), "calculate-service-clone-1")
+        .await;
+    assert_vm_shape(&clone);
+    let parsed: wire::Vm = serde_json::from_value(clone.clone()).unwrap();
+    assert!(
+        !parsed.is_running(),
+        "a fresh clone must not be running: {clone}"
+    );
+    assert_eq!(parsed.private_ipv4, None);
+    assert_eq!(parsed.name, "calculate-service-clone-1");
+    let uuid = parsed.uuid;
+    assert_ne!(uuid, sim.seed_uuid());
+    assert_ne!(api.get_vm(&uuid).await["status"], "running");
+
+    let booted = api.wait_running(&uuid).await;
+    assert!(cloned_at.elapsed() >= BOOT - Duration::from_millis(50));
+    let ip = ip_of(&booted);
+    assert_eq!(ip, Ipv4Addr::new(127, 0, 201, 11));
+    wait_calculate(ip).await;
+    let state = sim.state();
+    let vm_state = state.vms.iter().find(|v| v.uuid == uuid).unwrap();
+    assert!(vm_state.pid.is_some(), "{vm_state:?}");
+    assert_eq!(vm_state.address, ip);
+
+    let resp = api.delete(&uuid).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    wait_refused(ip).await;
+    let vms = api.list().await;
+    assert!(vms.iter().all(|vm| vm["uuid"] != uuid.as_str()));
+    let message = assert_error(api.get(&uuid).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(message, format!("No such virtual machine exists. {uuid}"));
+    let message = assert_error(api.delete(&uuid).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(message, format!("No such virtual machine exists. {uuid}"));
+
+    // The seed still serves.
+    assert!(calculate_answers(sim.seed_ip()).await);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn parameters_work_as_form_body_and_as_query_string() {
+    let sim = SimHandle::start(options(202)).await.unwrap();
+    let api = Api::new(&sim);
+    let seed = sim.seed_uuid();
+
+    // Clone: query string, form body, and the location-less path.
+    let resp = api
+        .http
+        .post(api.url("user-resource/vm/clone"))
+        .query(&[("uuid", seed.as_str()), ("name", "by-query")])
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let by_query: Value = resp.json().await.unwrap();
+    assert_eq!(by_query["name"], "by-query");
+    let by_form = api.clone_ok(&seed, "by-form").await;
+    assert_eq!(by_form["name"], "by-form");
+    let resp = api
+        .http
+        .post(format!("{}/v1/user-resource/vm/clone", sim.url()))
+        .form(&[("uuid", seed.as_str()), ("name", "no-slug")])
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let no_slug: Value = resp.json().await.unwrap();
+    let resp = api
+        .http
+        .get(format!("{}/v1/user-resource/vm/list", sim.url()))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Vec<Value>>().await.unwrap().len(), 4);
+
+    // Delete: query string, form body, location-less path.
+    let resp = api
+        .http
+        .delete(api.url("user-resource/vm"))
+        .query(&[("uuid", by_query["uuid"].as_str().unwrap())])
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = api.delete(by_form["uuid"].as_str().unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = api
+        .http
+        .delete(format!("{}/v1/user-resource/vm", sim.url()))
+        .form(&[("uuid", no_slug["uuid"].as_str().unwrap())])
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let vms = api.list().await;
+    assert_eq!(vms.len(), 1);
+    assert_eq!(vms[0]["uuid"], seed.as_str());
+
+    // Missing parameters.
+    let resp = api
+        .http
+        .post(api.url("user-resource/vm/clone"))
+        .form(&[("uuid", seed.as_str())])
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(resp, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("name"), "{message}");
+    let resp = api
+        .http
+        .delete(api.url("user-resource/vm"))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(resp, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("uuid"), "{message}");
+    assert_eq!(api.list().await.len(), 1);
+
+    // An unknown location.
+    let resp = api
+        .http
+        .get(format!("{}/v1/sgp01/user-resource/vm/list", sim.url()))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, StatusCode::NOT_FOUND).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn apikey_and_unknown_uuids_get_the_api_errors() {
+    let sim = SimHandle::start(options(203)).await.unwrap();
+    let api = Api::new(&sim);
+
+    let resp = api
+        .http
+        .get(api.url("user-resource/vm/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, StatusCode::UNAUTHORIZED).await;
+    let resp = api
+        .http
+        .post(api.url("user-resource/vm/clone"))
+        .header("apikey", "not-the-key")
+        .form(&[("uuid", sim.seed_uuid().as_str()), ("name", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, StatusCode::UNAUTHORIZED).await;
+    let state = sim.state();
+    assert_eq!(state.unauthorized, 2);
+    assert_eq!(state.vms.len(), 1, "a refused clone must create nothing");
+    assert!(state.calls.is_empty(), "{:?}", state.calls);
+
+    let unknown = "aaaaaaaa-0000-bbbb-1111-cccccccccccc";
+    let expected = format!("No such virtual machine exists. {unknown}");
+    assert_eq!(
+        assert_error(api.get(unknown).await, StatusCode::NOT_FOUND).await,
+        expected
+    );
+    assert_eq!(
+        assert_error(
+            api.clone_vm(unknown, "clone-of-nothing").await,
+            StatusCode::NOT_FOUND
+        )
+        .await,
+        expected
+    );
+    assert_eq!(
+        assert_error(api.delete(unknown).await, StatusCode::NOT_FOUND).await,
+        expected
+    );
+    assert_eq!(
+        assert_error(api.post_uuid("stop", unknown).await, StatusCode::NOT_FOUND).await,
+        expected
+    );
+    assert_eq!(api.list().await.len(), 1);
+    let calls = sim.state().calls;
+    assert_eq!(calls.get("vm_get"), Some(&1));
+    assert_eq!(calls.get("vm_clone"), Some(&1));
+    assert_eq!(calls.get("vm_delete"), Some(&1));
+    assert_eq!(calls.get("vm_list"), Some(&1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn floating_ips_are_listed_by_vm_and_deletable() {
+    let sim = SimHandle::start(options(204)).await.unwrap();
+    let api = Api::new(&sim);
+    let seed = sim.seed_uuid();
+    let a = api.clone_ok(&seed, "a").await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = api.clone_ok(&seed, "b").await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let of_a = api.ips(&[("vm_uuid", &a)]).await;
+    assert_eq!(of_a.len(), 1);
+    let ip = &of_a[0];
+    for field in [
+        "id",
+        "address",
+        "user_id",
+        "billing_account_id",
+        "type",
+        "network_id",
+        "name",
+        "enabled",
+        "created_at",
+        "updated_at",
+        "is_deleted",
+        "is_virtual",
+        "assigned_to",
+        "assigned_to_resource_type",
+        "assigned_to_private_ip",
+    ] {
+        assert!(ip.get(field).is_some(), "floating IP lacks `{field}`: {ip}");
+    }
+    let parsed: wire::FloatingIp = serde_json::from_value(ip.clone()).unwrap();
+    assert_eq!(parsed.assigned_to.as_deref(), Some(a.as_str()));
+    assert_eq!(parsed.kind.as_deref(), Some("public"));
+    let address: Ipv4Addr = parsed.address.parse().unwrap();
+    assert_eq!(address.octets()[..3], [203, 0, 113]);
+    assert_eq!(ip["billing_account_id"], 1_200_211_740u64);
+
+    // Filters: the seed has its own; all three belong to the billing account; another account has none.
+    assert_eq!(api.ips(&[("vm_uuid", &seed)]).await.len(), 1);
+    assert_eq!(api.ips(&[]).await.len(), 3);
+    assert_eq!(
+        api.ips(&[("billing_account_id", "1200211740")]).await.len(),
+        3
+    );
+    assert_eq!(api.ips(&[("billing_account_id", "42")]).await.len(), 0);
+    assert_eq!(
+        api.ips(&[("billing_account_id", "1200211740"), ("vm_uuid", &b)])
+            .await
+            .len(),
+        1
+    );
+
+    // Release A's address: 200 with an empty body; then it is gone.
+    let resp = api
+        .http
+        .delete(api.url(&format!("network/ip_addresses/{}", parsed.address)))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.bytes().await.unwrap().is_empty());
+    assert!(api.ips(&[("vm_uuid", &a)]).await.is_empty());
+    let resp = api
+        .http
+        .delete(api.url(&format!("network/ip_addresses/{}", parsed.address)))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, StatusCode::NOT_FOUND).await;
+
+    // Unassign B's address: it stays listed, assigned to nothing.
+    let b_address = api.ips(&[("vm_uuid", &b)]).await[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = api
+        .http
+        .post(api.url(&format!("network/ip_addresses/{b_address}/unassign")))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let unassigned: Value = resp.json().await.unwrap();
+    assert_eq!(unassigned["address"], b_address.as_str());
+    assert!(unassigned["assigned_to"].is_null());
+    assert!(api.ips(&[("vm_uuid", &b)]).await.is_empty());
+    assert_eq!(api.ips(&[]).await.len(), 2);
+
+    // Deleting a VM removes its floating IPs.
+    let c = api.clone_ok(&seed, "c").await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(api.ips(&[("vm_uuid", &c)]).await.len(), 1);
+    assert_eq!(api.delete(&c).await.status(), StatusCode::OK);
+    assert!(api.ips(&[("vm_uuid", &c)]).await.is_empty());
+    assert_eq!(api.ips(&[]).await.len(), 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_error_rate_latency_never_boots_and_state() {
+    let sim = SimHandle::start(options(205)).await.unwrap();
+    let api = Api::new(&sim);
+    let state_url = format!("{}/_sim/state", sim.url());
+    let faults_url = format!("{}/_sim/faults", sim.url());
+
+    // error_rate 1.0 through the HTTP endpoint: every call answers 500, nothing changes.
+    let resp = api
+        .http
+        .post(&faults_url)
+        .json(&json!({"error_rate": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = api
+        .http
+        .get(api.url("user-resource/vm/list"))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_error(
+        api.clone_vm(&sim.seed_uuid(), "never").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
+    let state = sim.state();
+    assert_eq!(state.injected_errors, 2);
+    assert_eq!(state.vms.len(), 1);
+    assert_eq!(state.faults.error_rate, 1.0);
+
+    // A bad faults body is refused and changes nothing.
+    let resp = api
+        .http
+        .post(&faults_url)
+        .json(&json!({"error_rate": 2.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(sim.faults().error_rate, 1.0);
+
+    // fail_next: exactly the next N calls fail, then the API answers again.
+    sim.set_faults(Faults {
+        fail_next: 2,
+        ..Faults::default()
+    });
+    for _ in 0..2 {
+        let resp = api
+            .http
+            .get(api.url("user-resource/vm/list"))
+            .header("apikey", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_error(resp, StatusCode::INTERNAL_SERVER_ERROR).await;
+    }
+    assert_eq!(api.list().await.len(), 1);
+    assert_eq!(sim.state().injected_errors, 4);
+    assert_eq!(sim.faults().fail_next, 0);
+
+    // Latency through the handle.
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(400),
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    api.list().await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A clone that never boots.
+    sim.set_faults(Faults {
+        clone_never_boots: true,
+        ..Faults::default()
+    });
+    let stuck = api.clone_ok(&sim.seed_uuid(), "stuck").await;
+    let uuid = stuck["uuid"].as_str().unwrap();
+    tokio::time::sleep(BOOT * 4).await;
+    let vm = api.get_vm(uuid).await;
+    assert_ne!(vm["status"], "running");
+    assert_eq!(vm["private_ipv4"], "");
+
+    // The state over HTTP (no apikey) shows both VMs.
+    let resp = api.http.get(&state_url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let state: Value = resp.json().await.unwrap();
+    let vms = state["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 2);
+    let stuck_state = vms.iter().find(|v| v["uuid"] == uuid).unwrap();
+    assert_eq!(stuck_state["name"], "stuck");
+    assert!(stuck_state["pid"].is_null());
+    assert_eq!(stuck_state["address"], "127.0.205.11");
+    let seed_state = vms.iter().find(|v| v["seed"] == true).unwrap();
+    assert_eq!(seed_state["status"], "running");
+    assert_eq!(seed_state["private_ipv4"], "127.0.205.10");
+    assert_eq!(state["faults"]["clone_never_boots"], true);
+    assert!(state["calls"]["vm_clone"].as_u64().unwrap() >= 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hanging_clone_times_out_the_client_but_creates_the_vm() {
+    let sim = SimHandle::start(options(206)).await.unwrap();
+    let api = Api::new(&sim);
+    sim.set_faults(Faults {
+        clone_hang: Duration::from_secs(5),
+        ..Faults::default()
+    });
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let err = impatient
+        .post(api.url("user-resource/vm/clone"))
+        .header("apikey", KEY)
+        .form(&[("uuid", sim.seed_uuid().as_str()), ("name", "slow-clone")])
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let vms = api.list().await;
+    assert!(vms.iter().any(|vm| vm["name"] == "slow-clone"), "{vms:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn taken_addresses_are_skipped_and_an_exhausted_range_fails_the_clone() {
+    // 127.0.208.10 is busy on the service port: the seed gets .11, a clone .12, and then none is left.
+    let busy = std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 208, 10), PORT)).unwrap();
+    let mut opts = options(208);
+    opts.addresses = range(208, 12);
+    let sim = SimHandle::start(opts).await.unwrap();
+    let api = Api::new(&sim);
+    assert_eq!(sim.seed_ip(), Ipv4Addr::new(127, 0, 208, 11));
+
+    let clone = api.clone_ok(&sim.seed_uuid(), "one").await;
+    let uuid = clone["uuid"].as_str().unwrap().to_string();
+    let booted = api.wait_running(&uuid).await;
+    assert_eq!(ip_of(&booted), Ipv4Addr::new(127, 0, 208, 12));
+
+    let resp = api.clone_vm(&sim.seed_uuid(), "two").await;
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["errors"]["Error"].is_string(), "{body}");
+    assert_eq!(api.list().await.len(), 2);
+
+    // Deleting frees the address for the next clone.
+    assert_eq!(api.delete(&uuid).await.status(), StatusCode::OK);
+    let again = api.clone_ok(&sim.seed_uuid(), "three").await;
+    let booted = api.wait_running(again["uuid"].as_str().unwrap()).await;
+    assert_eq!(ip_of(&booted), Ipv4Addr::new(127, 0, 208, 12));
+    drop(busy);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_start_kill_and_restart_the_workload() {
+    let sim = SimHandle::start(options(209)).await.unwrap();
+    let api = Api::new(&sim);
+    let seed = sim.seed_uuid();
+    wait_calculate(sim.seed_ip()).await;
+
+    let resp = api.post_uuid("stop", &seed).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stopped: Value = resp.json().await.unwrap();
+    assert_eq!(stopped["status"], "stopped");
+    wait_refused(sim.seed_ip()).await;
+    assert!(sim.state().vms[0].pid.is_none());
+
+    let resp = api.post_uuid("start", &seed).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let starting: Value = resp.json().await.unwrap();
+    assert_ne!(starting["status"], "running");
+    api.wait_running(&seed).await;
+    wait_calculate(sim.seed_ip()).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_kills_every_workload() {
+    let sim = SimHandle::start(options(207)).await.unwrap();
+    let api = Api::new(&sim);
+    let mut ips = vec![sim.seed_ip()];
+    for name in ["c1", "c2"] {
+        let clone = api.clone_ok(&sim.seed_uuid(), name).await;
+        let booted = api.wait_running(clone["uuid"].as_str().unwrap()).await;
+        ips.push(ip_of(&booted));
+    }
+    for ip in &ips {
+        wait_calculate(*ip).await;
+    }
+    let pids: Vec<u32> = sim.state().vms.iter().filter_map(|vm| vm.pid).collect();
+    assert_eq!(pids.len(), 3);
+
+    sim.shutdown().await;
+    for ip in &ips {
+        assert!(refused(*ip).await, "{ip}:{PORT} still accepts connections");
+    }
+    for pid in pids {
+        // Killed and reaped: no such process (or the pid already belongs to another program).
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains("calculate"),
+            "workload {pid} survived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sim_subcommand_serves_until_sigterm_and_stops_its_vms() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = tokio::process::Command::new(program())
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--addresses",
+            "127.0.210.10-127.0.210.60",
+            "--boot-delay",
+            "200ms",
+            "--api-key-env",
+            "IDCH_SIM_TEST_UNSET_KEY_VARIABLE",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut key) = (None, None);
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                url = Some(rest.trim().to_string());
+            }
+            if let Some(rest) = line.split("generated key: ").nth(1) {
+                key = Some(rest.trim().to_string());
+            }
+            if line.contains("seed VM") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "`idch-autoscaler sim` printed no seed line");
+    let url = url.expect("no URL printed");
+    let key = key.expect("no generated key printed");
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = http
+        .get(format!("{url}/v1/jkt01/user-resource/vm/list"))
+        .header("apikey", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let vms: Vec<Value> = resp.json().await.unwrap();
+    assert_eq!(vms.len(), 1);
+    let seed_ip = ip_of(&vms[0]);
+    assert_eq!(seed_ip, Ipv4Addr::new(127, 0, 210, 10));
+    wait_calculate(seed_ip).await;
+
+    let pid = child.id().unwrap() as libc::pid_t;
+    // SAFETY: signalling our own child by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the simulator did not exit on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    wait_refused(seed_ip).await;
+}
+
+#[test]
+fn sim_args_become_options() {
+    let args = SimArgs {
+        api_key_env: "IDCH_SIM_TEST_SURELY_UNSET_VARIABLE".into(),
+        ..SimArgs::default()
+    };
+    let opts = args.into_options(program()).unwrap();
+    assert_eq!(opts.api_key.len(), 32, "a generated key");
+    assert_eq!(opts.location, "jkt01");
+    assert_eq!(opts.billing_account_id, 1_200_211_740);
+    assert_eq!(opts.boot_delay, Duration::from_secs(3));
+    assert_eq!(opts.addresses.to_string(), "127.0.0.10-127.0.0.250");
+    assert_eq!(opts.service_port, 3000);
+    assert_eq!(opts.faults, Faults::default());
+    assert!(
+        !format!("{opts:?}").contains(&opts.api_key),
+        "Debug must not show the key"
+    );
+
+    // PATH is always set: the key is read from the variable.
+    let args = SimArgs {
+        api_key_env: "PATH".into(),
+        ..SimArgs::default()
+    };
+    let opts = args.into_options(program()).unwrap();
+    assert_eq!(opts.api_key, std::env::var("PATH").unwrap());
+
+    let bad = SimArgs {
+        location: "bad/slug".into(),
+        ..SimArgs::default()
+    };
+    assert!(bad.into_options(program()).is_err());
+    assert!("10.0.0.1-10.0.0.9".parse::<Ipv4Range>().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_kills_the_workloads_too() {
+    let sim = SimHandle::start(options(211)).await.unwrap();
+    let ip = sim.seed_ip();
+    wait_calculate(ip).await;
+    drop(sim);
+    wait_refused(ip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_simulator_leaves_no_orphan_workload() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = tokio::process::Command::new(program())
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--addresses",
+            "127.0.212.10-127.0.212.60",
+            "--boot-delay",
+            "100ms",
+            "--api-key-env",
+            "IDCH_SIM_TEST_UNSET_KEY_VARIABLE",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut key) = (None, None);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                url = Some(rest.trim().to_string());
+            }
+            if let Some(rest) = line.split("generated key: ").nth(1) {
+                key = Some(rest.trim().to_string());
+            }
+            if line.contains("seed VM") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("`idch-autoscaler sim` printed no seed line");
+    let (url, key) = (url.unwrap(), key.unwrap());
+    let seed_ip = Ipv4Addr::new(127, 0, 212, 10);
+
+    // A clone too: its workload is spawned from a runtime worker thread, the seed's from the main one.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let list = format!("{url}/v1/jkt01/user-resource/vm/list");
+    let vms: Vec<Value> = http
+        .get(&list)
+        .header("apikey", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = http
+        .post(format!("{url}/v1/jkt01/user-resource/vm/clone"))
+        .header("apikey", &key)
+        .form(&[
+            ("uuid", vms[0]["uuid"].as_str().unwrap()),
+            ("name", "orphan-candidate"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let clone_ip = Ipv4Addr::new(127, 0, 212, 11);
+    wait_calculate(seed_ip).await;
+    wait_calculate(clone_ip).await;
+
+    child.start_kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().await.unwrap();
+    wait_refused(seed_ip).await;
+    wait_refused(clone_ip).await;
+}
+
+#[tokio::test]
+async fn a_workload_that_exits_or_cannot_start_is_noticed() {
+    // `false` ignores its arguments and exits 1 at once.
+    let mut opts = options(213);
+    opts.workload_program = PathBuf::from("false");
+    let sim = SimHandle::start(opts).await.unwrap();
+    let vm = eventually(Duration::from_secs(5), "the exit is noticed", || async {
+        let vm = sim.state().vms.remove(0);
+        vm.last_exit.is_some().then_some(vm)
+    })
+    .await;
+    assert_eq!(
+        vm.status, "running",
+        "the VM itself keeps running, like a real one"
+    );
+    assert!(vm.pid.is_none());
+    sim.shutdown().await;
+
+    let mut opts = options(213);
+    opts.workload_program = PathBuf::from("/nonexistent/idch-autoscaler");
+    let sim = SimHandle::start(opts).await.unwrap();
+    let state = sim.state();
+    assert_eq!(state.vms[0].status, "running");
+    assert!(state.vms[0].pid.is_none());
+    sim.shutdown().await;
+}
