@@ -217,3 +217,80 @@ impl PoolControl {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn control() -> PoolControl {
+        let pool = crate::config::Config::parse(
+            "[idcloudhost]\n[[pool]]\nname = \"p\"\nseed_vm = \"s\"\nscale_up_cooldown = \"3m\"\nscale_down_cooldown = \"5m\"\n",
+        )
+        .unwrap()
+        .pools
+        .remove(0);
+        PoolControl::load(
+            Arc::new(pool),
+            Arc::new(Store::open_in_memory().unwrap()),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cooldowns_follow_the_clock() {
+        let c = control();
+        assert!(matches!(
+            c.scale(Direction::Up, false, "t", crate::clock::now()),
+            Err(ControlError::NotReady)
+        ));
+        c.init_from_observed(1).unwrap();
+        let up = |c: &PoolControl| {
+            c.scale(Direction::Up, false, "t", crate::clock::now())
+                .unwrap()
+                .decision
+        };
+        let down = |c: &PoolControl| {
+            c.scale(Direction::Down, false, "t", crate::clock::now())
+                .unwrap()
+                .decision
+        };
+        assert_eq!(up(&c), Decision::Accepted { from: 1, to: 2 });
+        assert_eq!(up(&c), Decision::Cooldown { seconds_left: 180 });
+        tokio::time::advance(Duration::from_secs(179)).await;
+        assert_eq!(up(&c), Decision::Cooldown { seconds_left: 1 });
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(up(&c), Decision::Accepted { from: 2, to: 3 });
+        // A scale-down waits scale_down_cooldown after that scale-up.
+        assert_eq!(down(&c), Decision::Cooldown { seconds_left: 300 });
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert_eq!(down(&c), Decision::Accepted { from: 3, to: 2 });
+        assert_eq!(c.cooldown_left(crate::clock::now()), (0, 300));
+        assert_eq!(c.desired(), Some(2));
+    }
+
+    #[test]
+    fn decisions_survive_a_reload_and_bad_sizes_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.db")).unwrap());
+        let pool = Arc::new(
+            crate::config::Config::parse(
+                "[idcloudhost]\n[[pool]]\nname = \"p\"\nseed_vm = \"s\"\n",
+            )
+            .unwrap()
+            .pools
+            .remove(0),
+        );
+        let c = PoolControl::load(pool.clone(), store.clone(), Arc::new(Metrics::new())).unwrap();
+        c.init_from_observed(1).unwrap();
+        c.scale(Direction::Up, false, "t", 1000.0).unwrap();
+        assert!(matches!(
+            c.set_desired(9, "op", 1001.0),
+            Err(ControlError::OutOfBounds { .. })
+        ));
+        let again = PoolControl::load(pool, store, Arc::new(Metrics::new())).unwrap();
+        assert_eq!(again.desired(), Some(2));
+        assert_eq!(again.clocks().last_up, Some(1000.0));
+    }
+}

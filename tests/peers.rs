@@ -310,3 +310,125 @@ async fn prometheus_discovers_exactly_the_pool_vms_with_our_labels() {
     service.stop().await.unwrap();
     sim.shutdown().await;
 }
+
+/// Steady load through Traefik while the pool shrinks from 2 VMs to 1. Returns
+/// (requests, failures, requests served by the clone).
+async fn scale_down_under_load(octet: u8, drain_period: Duration) -> (usize, Vec<String>, usize) {
+    let sim = start_sim(octet, Duration::from_millis(200)).await;
+    let mut config = config_for(&sim, "", "");
+    // drain_period = 0 is refused by `check` (it must cover Traefik's poll interval); the
+    // test sets it directly to show what the drain prevents.
+    config.pools[0].drain_period = drain_period;
+    let service = start_service(config, secrets(None)).await;
+    let url = service.url();
+    let http = reqwest::Client::new();
+    wait_synced(&http, &url, None).await;
+    set_desired(&http, &url, 2, None).await;
+    eventually(Duration::from_secs(20), "two ready", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move { (ready_names(&pool_status(&http, &url, None).await).len() == 2).then_some(()) }
+    })
+    .await;
+    let (traefik, web, _) = start_traefik(&format!("{url}/traefik"), None).await;
+    eventually(Duration::from_secs(20), "traefik routes to both", || {
+        let http = http.clone();
+        async move {
+            let mut seen = BTreeSet::new();
+            for _ in 0..10 {
+                seen.insert(calculate(&http, web).await.ok()?.1);
+            }
+            (seen.len() == 2).then_some(())
+        }
+    })
+    .await;
+
+    // Four workers, each a closed loop of fast and slow requests (scrypt up to N = 2^14).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (http, stop) = (http.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut total, mut failures, mut clone_served) = (0usize, Vec::new(), 0usize);
+                let mut n = w;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && total < 5000 {
+                    n = n % 14 + 1;
+                    total += 1;
+                    let r = http
+                        .post(format!("http://{web}/calculate"))
+                        .json(&serde_json::json!({ "number": n }))
+                        .timeout(Duration::from_secs(10))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => {
+                            if r.headers()
+                                .get("x-served-by")
+                                .is_some_and(|v| v.as_bytes().ends_with(b"clone-1"))
+                            {
+                                clone_served += 1;
+                            }
+                        }
+                        Ok(r) => failures.push(format!("HTTP {}", r.status())),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                (total, failures, clone_served)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    set_desired(&http, &url, 1, None).await;
+    let deleted = std::time::Instant::now();
+    eventually(Duration::from_secs(20), "the clone is deleted", || {
+        let n = serde_json::to_value(sim.state()).unwrap()["vms"]
+            .as_array()
+            .unwrap()
+            .len();
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+    eprintln!("clone deleted {:?} after the scale-down", deleted.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut total, mut failures, mut clone_served) = (0, Vec::new(), 0);
+    for w in workers {
+        let (t, f, c) = w.await.unwrap();
+        total += t;
+        failures.extend(f);
+        clone_served += c;
+    }
+    drop(traefik);
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+    (total, failures, clone_served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_down_under_load_through_traefik_fails_no_request() {
+    let (total, failures, clone_served) = scale_down_under_load(248, Duration::from_secs(3)).await;
+    eprintln!(
+        "{total} requests, {} failed, {clone_served} served by the clone",
+        failures.len()
+    );
+    assert!(
+        clone_served > 10,
+        "the clone carried load before the scale-down"
+    );
+    assert!(total > 100, "a real load: {total}");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_drain_the_same_scale_down_fails_requests() {
+    let (total, failures, _) = scale_down_under_load(249, Duration::ZERO).await;
+    eprintln!(
+        "{total} requests, {} failed without a drain",
+        failures.len()
+    );
+    assert!(!failures.is_empty(), "deleting a VM that Traefik still routes to must fail requests (else the test above proves nothing)");
+}

@@ -24,9 +24,22 @@ struct PoolStatus<'a> {
     clone_prefix: &'a str,
     min: u32,
     max: u32,
+    /// `null` until the first successful list when nothing was persisted.
+    desired: Option<u32>,
     size: usize,
     ready: usize,
+    cooldown_seconds_left: Cooldowns,
+    /// Clones whose clone call is in flight, or whose outcome is not known yet.
+    provisioning: &'a [String],
     backends: Vec<BackendStatus<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_activity: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct Cooldowns {
+    scale_up: u64,
+    scale_down: u64,
 }
 
 #[derive(Serialize)]
@@ -45,8 +58,23 @@ struct BackendStatus<'a> {
 
 use crate::clock::rfc3339;
 
-fn status<'a>(config: &'a PoolConfig, view: &'a PoolView) -> PoolStatus<'a> {
+fn status<'a>(app: &AppState, config: &'a PoolConfig, view: &'a PoolView) -> PoolStatus<'a> {
+    let control = app.controls.iter().find(|c| c.config.name == config.name);
+    let now = crate::clock::now();
+    let (up, down) = control.map_or((0, 0), |c| c.cooldown_left(now));
+    let last_activity = app.store.activities(&config.name, 1).ok().and_then(|mut v| v.pop()).map(|a| {
+        serde_json::json!({
+            "at": rfc3339(a.at), "action": a.action, "cause": a.cause, "outcome": a.outcome, "detail": a.detail,
+        })
+    });
     PoolStatus {
+        desired: control.and_then(|c| c.desired()),
+        cooldown_seconds_left: Cooldowns {
+            scale_up: up,
+            scale_down: down,
+        },
+        provisioning: &view.provisioning,
+        last_activity,
         name: &config.name,
         synced: view.synced,
         cloud_ok: view.cloud_ok,
@@ -83,7 +111,7 @@ pub async fn list_pools(AxumState(app): AxumState<AppState>) -> Response {
         .pool_configs()
         .iter()
         .zip(snap.pools.iter())
-        .map(|(c, v)| status(c, v))
+        .map(|(c, v)| status(&app, c, v))
         .collect();
     Json(serde_json::json!({ "pools": pools })).into_response()
 }
@@ -97,7 +125,7 @@ pub async fn get_pool(AxumState(app): AxumState<AppState>, Path(name): Path<Stri
         .zip(snap.pools.iter())
         .find(|(c, _)| c.name == name);
     match found {
-        Some((c, v)) => Json(status(c, v)).into_response(),
+        Some((c, v)) => Json(status(&app, c, v)).into_response(),
         None => {
             ApiError::new(StatusCode::NOT_FOUND, format!("no pool named {name:?}")).into_response()
         }

@@ -1,0 +1,344 @@
+//! The reconciler acting against the simulator: boot failures, names, cloud faults, restarts.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use idch_autoscaler::cloud::sim::{Faults, SimHandle};
+
+fn sim_vm_names(sim: &SimHandle) -> Vec<String> {
+    let state = serde_json::to_value(sim.state()).unwrap();
+    let mut names: Vec<String> = state["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn clone_calls(sim: &SimHandle) -> u64 {
+    serde_json::to_value(sim.state()).unwrap()["calls"]["vm_clone"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn wait_ready(
+    http: &reqwest::Client,
+    url: &str,
+    n: usize,
+    limit: Duration,
+) -> serde_json::Value {
+    eventually(
+        limit,
+        &format!("{n} ready and nothing else"),
+        || async move {
+            let s = pool_status(http, url, None).await;
+            (ready_names(&s).len() == n
+                && s["size"] == n as u64
+                && s["provisioning"].as_array().is_some_and(|p| p.is_empty()))
+            .then_some(s)
+        },
+    )
+    .await
+}
+
+async fn activities(http: &reqwest::Client, url: &str) -> Vec<(String, String)> {
+    let v: serde_json::Value = http
+        .get(format!("{url}/v1/pools/calculate/activities?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap().to_string(),
+                a["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_that_never_boots_is_deleted_after_boot_timeout_and_retried() {
+    let sim = start_sim(238, Duration::from_millis(100)).await;
+    sim.set_faults(Faults {
+        clone_never_boots: true,
+        ..Faults::default()
+    });
+    let service = start_service(
+        config_for(&sim, "", "boot_timeout = \"1s\"\nmax = 2\n"),
+        secrets(None),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    set_desired(&http, &url, 2, None).await;
+    // The first attempt fails its boot; a second attempt is made; never more than max VMs.
+    let mut max_seen = 0;
+    eventually(Duration::from_secs(15), "a second clone attempt", || {
+        let names = sim_vm_names(&sim);
+        max_seen = max_seen.max(names.len());
+        let calls = clone_calls(&sim);
+        async move { (calls >= 2).then_some(()) }
+    })
+    .await;
+    assert!(max_seen <= 2, "max = 2 counts booting clones too");
+    let acts = activities(&http, &url).await;
+    assert!(
+        acts.iter()
+            .any(|(a, o)| a == "boot_failed" && o == "deleting"),
+        "{acts:?}"
+    );
+    assert!(
+        acts.iter().any(|(a, o)| a == "delete" && o == "ok"),
+        "{acts:?}"
+    );
+    // Once clones boot again, the pool converges with exactly one clone.
+    sim.set_faults(Faults::default());
+    wait_ready(&http, &url, 2, Duration::from_secs(20)).await;
+    assert_eq!(
+        sim_vm_names(&sim),
+        ["calculate-service", "calculate-service-clone-1"]
+    );
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_never_collide_and_the_newest_clone_goes_first() {
+    let sim = start_sim(239, Duration::from_millis(100)).await;
+    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    set_desired(&http, &url, 4, None).await;
+    let s = wait_ready(&http, &url, 4, Duration::from_secs(20)).await;
+    assert_eq!(
+        ready_names(&s),
+        [
+            "calculate-service",
+            "calculate-service-clone-1",
+            "calculate-service-clone-2",
+            "calculate-service-clone-3"
+        ]
+    );
+    // Delete clone 1 (the middle of the range) out of band and shrink by one: clone 3 (newest) is
+    // drained, and the replacement of clone 1 takes the smallest free name again.
+    let uuid1 = s["backends"][1]["uuid"].as_str().unwrap().to_string();
+    set_desired(&http, &url, 3, None).await;
+    client_for(&sim).delete_vm(&uuid1).await.unwrap();
+    let s = eventually(
+        Duration::from_secs(25),
+        "converged on 3 with fresh names",
+        || {
+            let (http, url, uuid1) = (http.clone(), url.clone(), uuid1.clone());
+            async move {
+                let s = pool_status(&http, &url, None).await;
+                let ok = ready_names(&s).len() == 3
+                    && s["size"] == 3
+                    && s["backends"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|b| b["uuid"] != uuid1.as_str());
+                ok.then_some(s)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        ready_names(&s),
+        [
+            "calculate-service",
+            "calculate-service-clone-1",
+            "calculate-service-clone-2"
+        ]
+    );
+    let names = sim_vm_names(&sim);
+    let unique: BTreeSet<_> = names.iter().collect();
+    assert_eq!(
+        unique.len(),
+        names.len(),
+        "no duplicate names in the cloud: {names:?}"
+    );
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_faults_converge_without_double_clones_or_orphans() {
+    let sim = start_sim(245, Duration::from_millis(100)).await;
+    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    // A flaky, slow cloud.
+    sim.set_faults(Faults {
+        error_rate: 0.3,
+        latency: Duration::from_millis(30),
+        ..Faults::default()
+    });
+    set_desired(&http, &url, 3, None).await;
+    wait_ready(&http, &url, 3, Duration::from_secs(40)).await;
+    // A clone call that hangs past the client's timeout (2 s) but creates the VM: the
+    // reconciler finds it by name instead of cloning again.
+    sim.set_faults(Faults {
+        clone_hang: Duration::from_secs(3),
+        ..Faults::default()
+    });
+    set_desired(&http, &url, 4, None).await;
+    wait_ready(&http, &url, 4, Duration::from_secs(40)).await;
+    sim.set_faults(Faults::default());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = pool_status(&http, &url, None).await;
+    let in_pool: BTreeSet<String> = s["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect();
+    let in_cloud: BTreeSet<String> = sim_vm_names(&sim).into_iter().collect();
+    assert_eq!(in_pool, in_cloud, "nothing orphaned, nothing cloned twice");
+    assert_eq!(in_cloud.len(), 4);
+    let acts = activities(&http, &url).await;
+    assert!(
+        acts.iter().any(|(a, o)| a == "clone" && o == "unknown"),
+        "the hanging call was noticed: {acts:?}"
+    );
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_a_drain_finishes_it_and_never_routes_the_vm_again() {
+    let sim = start_sim(246, Duration::from_millis(100)).await;
+    let state = std::env::temp_dir().join(format!(
+        "idch-test-restart-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let config = || {
+        let mut c = config_with_state(&sim, &state, "", "");
+        c.pools[0].drain_period = Duration::from_secs(5);
+        c
+    };
+    let service = start_service(config(), secrets(None)).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    set_desired(&http, &url, 2, None).await;
+    let s = wait_ready(&http, &url, 2, Duration::from_secs(20)).await;
+    let clone_ip = s["backends"][1]["ip"].as_str().unwrap().to_string();
+    set_desired(&http, &url, 1, None).await;
+    eventually(Duration::from_secs(5), "draining", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            (pool_status(&http, &url, None).await["backends"][1]["state"] == "draining")
+                .then_some(())
+        }
+    })
+    .await;
+    service.stop().await.unwrap();
+    assert_eq!(
+        sim_vm_names(&sim).len(),
+        2,
+        "the VM is still there, half drained"
+    );
+
+    let service = start_service(config(), secrets(None)).await;
+    let url = service.url();
+    // Watch /traefik until the VM is gone: it must never be routed again.
+    let started = std::time::Instant::now();
+    loop {
+        let r = http.get(format!("{url}/traefik")).send().await.unwrap();
+        if r.status() == 200 {
+            let doc = r.text().await.unwrap();
+            assert!(
+                !doc.contains(&clone_ip),
+                "a draining VM came back into rotation: {doc}"
+            );
+        }
+        if sim_vm_names(&sim).len() == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the drain did not finish after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = wait_ready(&http, &url, 1, Duration::from_secs(10)).await;
+    assert_eq!(s["desired"], 1);
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_a_boot_or_a_clone_call_finds_the_vm_by_name() {
+    let sim = start_sim(247, Duration::from_secs(2)).await;
+    let state = std::env::temp_dir().join(format!(
+        "idch-test-restart-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    // Stop while the clone boots.
+    set_desired(&http, &url, 2, None).await;
+    eventually(Duration::from_secs(5), "clone booting", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            (pool_status(&http, &url, None).await["backends"][1]["state"] == "booting")
+                .then_some(())
+        }
+    })
+    .await;
+    service.stop().await.unwrap();
+    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
+    let url = service.url();
+    wait_ready(&http, &url, 2, Duration::from_secs(15)).await;
+    assert_eq!(
+        clone_calls(&sim),
+        1,
+        "the booting clone was found again, not cloned twice"
+    );
+
+    // Stop while a clone call hangs (the VM gets created after we are gone).
+    sim.set_faults(Faults {
+        clone_hang: Duration::from_millis(1500),
+        ..Faults::default()
+    });
+    set_desired(&http, &url, 3, None).await;
+    eventually(Duration::from_secs(5), "clone call in flight", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let s = pool_status(&http, &url, None).await;
+            (!s["provisioning"].as_array().unwrap().is_empty()).then_some(())
+        }
+    })
+    .await;
+    service.stop().await.unwrap();
+    sim.set_faults(Faults::default());
+    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
+    let url = service.url();
+    wait_ready(&http, &url, 3, Duration::from_secs(20)).await;
+    assert_eq!(
+        clone_calls(&sim),
+        2,
+        "the clone made during the restart was adopted by name"
+    );
+    assert_eq!(sim_vm_names(&sim).len(), 3);
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
