@@ -89,6 +89,10 @@ pub async fn run_with(opts: DemoOptions) -> anyhow::Result<()> {
         boot_delay: Duration::from_secs(3),
         addresses: opts.addresses,
         service_port: 3000,
+        exporter_port: 9100,
+        // The workload costs ~5 ms of CPU per request: at 0.2 cores one VM saturates at a few
+        // dozen requests per second, and its node_exporter then shows ~100 % CPU.
+        cpu_budget: Some(0.2),
         workload_program: opts.workload_program,
         faults: Faults::default(),
     })

@@ -342,3 +342,39 @@ async fn a_restart_during_a_boot_or_a_clone_call_finds_the_vm_by_name() {
     service.stop().await.unwrap();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_unhealthy_for_too_long_is_drained_and_replaced() {
+    let sim = start_sim(254, Duration::from_millis(100)).await;
+    let service = start_service(config_for(&sim, "", "replace_unhealthy_after = \"1s\"\n"), secrets(None)).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    set_desired(&http, &url, 2, None).await;
+    let s = wait_ready(&http, &url, 2, Duration::from_secs(20)).await;
+    let sick = s["backends"][1]["uuid"].as_str().unwrap().to_string();
+    // The app on the clone dies (the VM is stopped): probes fail from now on.
+    let r = http
+        .post(format!("{}/v1/jkt01/user-resource/vm/stop", sim.url()))
+        .header("apikey", API_KEY)
+        .form(&[("uuid", sick.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let s = eventually(Duration::from_secs(20), "replaced", || {
+        let (http, url, sick) = (http.clone(), url.clone(), sick.clone());
+        async move {
+            let s = pool_status(&http, &url, None).await;
+            let gone = s["backends"].as_array().unwrap().iter().all(|b| b["uuid"] != sick.as_str());
+            (gone && ready_names(&s).len() == 2).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(s["size"], 2);
+    let acts = activities(&http, &url).await;
+    assert!(acts.iter().any(|(a, _)| a == "replace_unhealthy"), "{acts:?}");
+    assert_eq!(sim_vm_names(&sim).len(), 2, "the sick clone was deleted");
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}

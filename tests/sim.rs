@@ -1,7 +1,8 @@
 //! Black-box tests of the built-in IDCloudHost API simulator, over HTTP with reqwest.
 //!
-//! Each test owns the address range 127.0.{k}.10-127.0.{k}.60 with its own k (200..=220), so the tests
-//! run in parallel, each with its own simulator and workload processes.
+//! Each test owns the address range 127.0.{k}.10-127.0.{k}.60 with its own k (201..=213 and
+//! 216..=219; tests/node_exporter.rs has 214 and 215), so the tests run in parallel, each with its
+//! own simulator and workload processes.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 const KEY: &str = "sim-test-key-7f3a9c";
 const BOOT: Duration = Duration::from_millis(300);
 const PORT: u16 = 3000;
+const EXPORTER_PORT: u16 = 9100;
 
 fn program() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_idch-autoscaler"))
@@ -35,6 +37,8 @@ fn options(k: u8) -> SimOptions {
         boot_delay: BOOT,
         addresses: range(k, 60),
         service_port: PORT,
+        exporter_port: EXPORTER_PORT,
+        cpu_budget: None,
         workload_program: program(),
         faults: Faults::default(),
     }
@@ -228,6 +232,53 @@ async fn wait_refused(ip: Ipv4Addr) {
     .await
 }
 
+/// Whether the VM's node_exporter answers `GET /metrics` with the text format.
+async fn exporter_answers(ip: Ipv4Addr) -> bool {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    match http
+        .get(format!("http://{ip}:{EXPORTER_PORT}/metrics"))
+        .send()
+        .await
+    {
+        Ok(resp) => {
+            resp.status() == StatusCode::OK
+                && resp
+                    .text()
+                    .await
+                    .is_ok_and(|text| text.contains("node_cpu_seconds_total{cpu=\"0\""))
+        }
+        Err(_) => false,
+    }
+}
+
+async fn wait_exporter(ip: Ipv4Addr) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{ip}:{EXPORTER_PORT} serves /metrics"),
+        || async { exporter_answers(ip).await.then_some(()) },
+    )
+    .await
+}
+
+async fn wait_exporter_refused(ip: Ipv4Addr) {
+    eventually(
+        Duration::from_secs(5),
+        &format!("{ip}:{EXPORTER_PORT} refuses connections"),
+        || async {
+            matches!(
+                tokio::net::TcpStream::connect(SocketAddr::from((ip, EXPORTER_PORT))).await,
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+            .then_some(())
+        },
+    )
+    .await
+}
+
 fn ip_of(vm: &Value) -> Ipv4Addr {
     vm["private_ipv4"].as_str().unwrap().parse().unwrap()
 }
@@ -310,10 +361,20 @@ async fn seed_runs_and_a_clone_boots_serves_and_is_deleted() {
     let vm_state = state.vms.iter().find(|v| v.uuid == uuid).unwrap();
     assert!(vm_state.pid.is_some(), "{vm_state:?}");
     assert_eq!(vm_state.address, ip);
+    assert_eq!(
+        vm_state.exporter.as_deref(),
+        Some(format!("{ip}:{EXPORTER_PORT}").as_str())
+    );
+    assert!(!vm_state.cpu_quota_enforced, "no budget, no quota");
+    assert_eq!(state.exporter_port, EXPORTER_PORT);
+    assert_eq!(state.cpu_budget, None);
+    assert_eq!(state.cgroup, None);
+    wait_exporter(ip).await;
 
     let resp = api.delete(&uuid).await;
     assert_eq!(resp.status(), StatusCode::OK);
     wait_refused(ip).await;
+    wait_exporter_refused(ip).await;
     let vms = api.list().await;
     assert!(vms.iter().all(|vm| vm["uuid"] != uuid.as_str()));
     let message = assert_error(api.get(&uuid).await, StatusCode::NOT_FOUND).await;
@@ -793,9 +854,13 @@ async fn shutdown_kills_every_workload() {
     let pids: Vec<u32> = sim.state().vms.iter().filter_map(|vm| vm.pid).collect();
     assert_eq!(pids.len(), 3);
 
+    for ip in &ips {
+        wait_exporter(*ip).await;
+    }
     sim.shutdown().await;
     for ip in &ips {
         assert!(refused(*ip).await, "{ip}:{PORT} still accepts connections");
+        wait_exporter_refused(*ip).await;
     }
     for pid in pids {
         // Killed and reaped: no such process (or the pid already belongs to another program).
@@ -861,6 +926,7 @@ async fn sim_subcommand_serves_until_sigterm_and_stops_its_vms() {
     let seed_ip = ip_of(&vms[0]);
     assert_eq!(seed_ip, Ipv4Addr::new(127, 0, 210, 10));
     wait_calculate(seed_ip).await;
+    wait_exporter(seed_ip).await;
 
     let pid = child.id().unwrap() as libc::pid_t;
     // SAFETY: signalling our own child by its pid.
@@ -871,6 +937,7 @@ async fn sim_subcommand_serves_until_sigterm_and_stops_its_vms() {
         .unwrap();
     assert!(status.success(), "{status}");
     wait_refused(seed_ip).await;
+    wait_exporter_refused(seed_ip).await;
 }
 
 #[test]
@@ -913,8 +980,10 @@ async fn dropping_the_handle_kills_the_workloads_too() {
     let sim = SimHandle::start(options(211)).await.unwrap();
     let ip = sim.seed_ip();
     wait_calculate(ip).await;
+    wait_exporter(ip).await;
     drop(sim);
     wait_refused(ip).await;
+    wait_exporter_refused(ip).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -984,11 +1053,14 @@ async fn a_killed_simulator_leaves_no_orphan_workload() {
     let clone_ip = Ipv4Addr::new(127, 0, 212, 11);
     wait_calculate(seed_ip).await;
     wait_calculate(clone_ip).await;
+    wait_exporter(clone_ip).await;
 
     child.start_kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().await.unwrap();
     wait_refused(seed_ip).await;
     wait_refused(clone_ip).await;
+    wait_exporter_refused(seed_ip).await;
+    wait_exporter_refused(clone_ip).await;
 }
 
 #[tokio::test]
@@ -1016,4 +1088,200 @@ async fn a_workload_that_exits_or_cannot_start_is_noticed() {
     assert_eq!(state.vms[0].status, "running");
     assert!(state.vms[0].pid.is_none());
     sim.shutdown().await;
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / per_second
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_budget_is_a_cgroup_quota_on_the_workload() {
+    let mut opts = options(216);
+    opts.cpu_budget = Some(0.1);
+    let sim = SimHandle::start(opts).await.unwrap();
+    let ip = sim.seed_ip();
+    wait_calculate(ip).await;
+    let state = sim.state();
+    assert_eq!(state.cpu_budget, Some(0.1));
+    let vm = state.vms[0].clone();
+    let pid = vm.pid.unwrap();
+    let Some(sim_dir) = state.cgroup.clone() else {
+        // No writable cgroup on this machine: the budget only scales the reported CPU.
+        assert!(!vm.cpu_quota_enforced);
+        eprintln!("no writable cgroup here; the quota cannot be checked");
+        sim.shutdown().await;
+        return;
+    };
+    let sim_dir = PathBuf::from(sim_dir);
+    let sim_name = sim_dir.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        sim_name.starts_with(&format!("idch-sim-{}-", std::process::id())),
+        "{sim_name}"
+    );
+    assert!(vm.cpu_quota_enforced, "{vm:?}");
+    let dir = PathBuf::from(vm.cgroup.clone().unwrap());
+    assert_eq!(dir.parent(), Some(sim_dir.as_path()));
+
+    // The workload is in the VM's cgroup, whose quota is 0.1 of a core.
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.split_whitespace().any(|p| p == pid.to_string()),
+        "workload {pid} is not in {}: {procs}",
+        dir.display()
+    );
+    if dir.join("cpu.cfs_quota_us").exists() {
+        let read = |file: &str| -> u64 {
+            std::fs::read_to_string(dir.join(file))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let period = read("cpu.cfs_period_us");
+        assert_eq!(read("cpu.cfs_quota_us"), period / 10);
+    } else {
+        let max = std::fs::read_to_string(dir.join("cpu.max")).unwrap();
+        assert_eq!(max.trim(), "10000 100000");
+    }
+
+    // A closed-loop burst cannot get more than its budget (loose bounds: ~4.7 ms of CPU per request).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut served = 0u32;
+                while Instant::now() < deadline {
+                    if calculate_answers(ip).await {
+                        served += 1;
+                    }
+                }
+                served
+            })
+        })
+        .collect();
+    let mut served = 0;
+    for task in tasks {
+        served += task.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cores = (cpu_seconds(pid) - cpu_before) / elapsed;
+    let rate = f64::from(served) / elapsed;
+    eprintln!("budget 0.1: {served} requests in {elapsed:.2}s ({rate:.1}/s), {cores:.3} cores");
+    assert!(served > 0);
+    assert!(cores < 0.2, "the workload used {cores:.3} cores");
+    assert!(rate < 0.1 / 0.0047 * 2.0, "{rate:.1} requests/s");
+    sim.shutdown().await;
+    assert!(!sim_dir.exists(), "{} left behind", sim_dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_and_deleting_a_vm_stop_its_exporter_and_remove_its_cgroup() {
+    let mut opts = options(217);
+    opts.cpu_budget = Some(0.2);
+    let sim = SimHandle::start(opts).await.unwrap();
+    let api = Api::new(&sim);
+    let seed_ip = sim.seed_ip();
+    let clone = api.clone_ok(&sim.seed_uuid(), "doomed").await;
+    let uuid = clone["uuid"].as_str().unwrap().to_string();
+    let ip = ip_of(&api.wait_running(&uuid).await);
+    wait_exporter(ip).await;
+    wait_exporter(seed_ip).await;
+    let state = sim.state();
+    let enforced = state.cgroup.is_some();
+    let sim_dir = state.cgroup.clone().map(PathBuf::from);
+    let vm = state.vms.iter().find(|vm| vm.uuid == uuid).unwrap().clone();
+    assert_eq!(vm.cpu_quota_enforced, enforced);
+    assert_eq!(vm.exporter, Some(format!("{ip}:{EXPORTER_PORT}")));
+    let clone_dir = vm.cgroup.clone().map(PathBuf::from);
+    if enforced {
+        assert!(clone_dir.as_ref().unwrap().is_dir());
+    }
+
+    // Stop: the exporter goes with the workload; the cgroup stays for the next boot.
+    let seed = sim.seed_uuid();
+    assert_eq!(api.post_uuid("stop", &seed).await.status(), StatusCode::OK);
+    wait_exporter_refused(seed_ip).await;
+    let seed_state = sim.state().vms[0].clone();
+    assert_eq!(seed_state.exporter, None);
+    assert!(!seed_state.cpu_quota_enforced);
+    if enforced {
+        assert!(PathBuf::from(seed_state.cgroup.clone().unwrap()).is_dir());
+    }
+    assert_eq!(api.post_uuid("start", &seed).await.status(), StatusCode::OK);
+    api.wait_running(&seed).await;
+    wait_exporter(seed_ip).await;
+    let seed_state = sim.state().vms[0].clone();
+    assert_eq!(seed_state.cpu_quota_enforced, enforced);
+    if enforced {
+        let procs =
+            std::fs::read_to_string(PathBuf::from(seed_state.cgroup.unwrap()).join("cgroup.procs"))
+                .unwrap();
+        assert!(procs.contains(&seed_state.pid.unwrap().to_string()));
+    }
+
+    // Delete: exporter closed, cgroup removed.
+    assert_eq!(api.delete(&uuid).await.status(), StatusCode::OK);
+    wait_exporter_refused(ip).await;
+    if let Some(dir) = &clone_dir {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    assert!(
+        exporter_answers(seed_ip).await,
+        "the seed's exporter must stay"
+    );
+
+    // Shutdown: the simulator's cgroup goes too.
+    sim.shutdown().await;
+    wait_exporter_refused(seed_ip).await;
+    if let Some(dir) = sim_dir {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn an_address_whose_exporter_port_is_taken_is_skipped() {
+    let busy =
+        std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 218, 10), EXPORTER_PORT)).unwrap();
+    let sim = SimHandle::start(options(218)).await.unwrap();
+    assert_eq!(sim.seed_ip(), Ipv4Addr::new(127, 0, 218, 11));
+    drop(busy);
+    sim.shutdown().await;
+
+    let mut opts = options(218);
+    opts.exporter_port = PORT;
+    assert!(
+        SimHandle::start(opts).await.is_err(),
+        "the exporter port must differ from the service port"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_removes_the_cgroups() {
+    let mut opts = options(219);
+    opts.cpu_budget = Some(0.2);
+    let sim = SimHandle::start(opts).await.unwrap();
+    let ip = sim.seed_ip();
+    wait_calculate(ip).await;
+    let state = sim.state();
+    let dirs: Vec<PathBuf> = state
+        .cgroup
+        .iter()
+        .chain(state.vms[0].cgroup.iter())
+        .map(PathBuf::from)
+        .collect();
+    drop(sim);
+    wait_refused(ip).await;
+    wait_exporter_refused(ip).await;
+    for dir in dirs {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
 }

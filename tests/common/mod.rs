@@ -32,6 +32,8 @@ pub async fn start_sim(octet: u8, boot_delay: Duration) -> SimHandle {
         )
         .unwrap(),
         service_port: 3000,
+        exporter_port: 9100,
+        cpu_budget: None,
         workload_program: workload_program(),
         faults: Faults::default(),
     })

@@ -2,19 +2,26 @@
 //!
 //! It serves the documented endpoints and JSON shapes of PROTOCOLS.md section E on loopback, and makes
 //! each VM real: a VM owns a loopback address `127.0.0.N` from a configured range and, once booted, runs
-//! the sample workload (`{program} calculate --listen {ip}:{service_port} --name {vm}`) bound to it.
-//! Deleting or stopping a VM kills its process. Faults can be injected (error rate, latency, a clone that
-//! never boots, a clone call that hangs). Nothing is global: any number of simulators can run in one
-//! process, each with its own address range.
+//! the sample workload (`{program} calculate --listen {ip}:{service_port} --name {vm}`) bound to it,
+//! and a node_exporter-compatible endpoint on `{ip}:{exporter_port}/metrics` that reports the VM's CPU
+//! (its processes' CPU time over its vCPUs) and memory. With a CPU budget, each VM's processes get a
+//! real capacity: a cgroup CPU quota of that many cores, and the exporter reports CPU time against
+//! the budget. Deleting or stopping a VM kills its process and closes its exporter. Faults can be
+//! injected (error rate, latency, a clone that never boots, a clone call that hangs). Nothing is
+//! global: any number of simulators can run in one process, each with its own address range.
 //!
 //! Layout:
 //! - this file: the public API ([`SimArgs`], [`SimOptions`], [`Faults`], [`SimHandle`], [`SimState`],
 //!   [`run`]) and [`Shared`], the operations that combine the world with processes and timers;
 //! - `world`: the VMs and floating IPs, address allocation and the JSON objects the API returns;
 //! - `api`: the HTTP layer (routing, `apikey`, parameters, error bodies, faults, `/_sim/*`);
-//! - `process`: starting and killing workload processes.
+//! - `process`: starting and killing workload processes;
+//! - `exporter`: each running VM's node_exporter endpoint;
+//! - `cgroup`: the CPU quota per VM (cgroup v1 or v2).
 
 mod api;
+mod cgroup;
+mod exporter;
 mod process;
 mod world;
 
@@ -32,7 +39,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use self::api::ApiError;
-use self::world::{VmStatus, World};
+use self::world::{Teardown, VmRecord, VmStatus, World};
 
 /// Command-line options of `idch-autoscaler sim`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -62,6 +69,13 @@ pub struct SimArgs {
     /// Port the workload listens on, on each VM's address.
     #[arg(long, default_value_t = 3000)]
     pub service_port: u16,
+    /// Port of each VM's node_exporter-compatible endpoint (`/metrics`), on the VM's address.
+    #[arg(long, default_value_t = 9100)]
+    pub exporter_port: u16,
+    /// CPU capacity of each VM, in cores (e.g. 0.25): a cgroup CPU quota on its processes where the
+    /// machine allows it, and the budget its node_exporter reports CPU time against. Unset: unlimited.
+    #[arg(long, value_parser = parse_cpu_budget)]
+    pub cpu_budget: Option<f64>,
     /// Fault: probability (0.0..=1.0) that an API call answers 500, with no effect on state.
     #[arg(long, default_value_t = 0.0, value_parser = parse_error_rate)]
     pub error_rate: f64,
@@ -91,6 +105,8 @@ impl Default for SimArgs {
                 last: Ipv4Addr::new(127, 0, 0, 250),
             },
             service_port: 3000,
+            exporter_port: 9100,
+            cpu_budget: None,
             error_rate: 0.0,
             latency: Duration::ZERO,
             clone_never_boots: false,
@@ -115,6 +131,8 @@ impl SimArgs {
             boot_delay: self.boot_delay,
             addresses: self.addresses,
             service_port: self.service_port,
+            exporter_port: self.exporter_port,
+            cpu_budget: self.cpu_budget,
             workload_program,
             faults: Faults {
                 error_rate: self.error_rate,
@@ -147,6 +165,28 @@ fn parse_error_rate(text: &str) -> Result<f64, String> {
         Ok(rate)
     } else {
         Err(format!("{rate} is outside 0.0..=1.0"))
+    }
+}
+
+/// The smallest budget a cgroup quota can express (1 ms per 100 ms period).
+const MIN_CPU_BUDGET: f64 = 0.01;
+
+fn parse_cpu_budget(text: &str) -> Result<f64, String> {
+    let cores: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of cores"))?;
+    check_cpu_budget(cores)?;
+    Ok(cores)
+}
+
+fn check_cpu_budget(cores: f64) -> Result<(), String> {
+    if cores.is_finite() && (MIN_CPU_BUDGET..=1024.0).contains(&cores) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a CPU budget of {cores} cores is outside {MIN_CPU_BUDGET}..=1024"
+        ))
     }
 }
 
@@ -236,6 +276,11 @@ pub struct SimOptions {
     pub boot_delay: Duration,
     pub addresses: Ipv4Range,
     pub service_port: u16,
+    /// Port of each VM's node_exporter endpoint (9100 like the real one); must differ from the service's.
+    pub exporter_port: u16,
+    /// CPU capacity of each VM in cores, enforced with a cgroup CPU quota where the machine allows it
+    /// and used as the VM's vCPUs by its node_exporter. None: unlimited (one core per vCPU).
+    pub cpu_budget: Option<f64>,
     /// The binary whose `calculate` subcommand each VM runs (normally this very executable).
     pub workload_program: PathBuf,
     pub faults: Faults,
@@ -252,6 +297,8 @@ impl fmt::Debug for SimOptions {
             .field("boot_delay", &self.boot_delay)
             .field("addresses", &self.addresses)
             .field("service_port", &self.service_port)
+            .field("exporter_port", &self.exporter_port)
+            .field("cpu_budget", &self.cpu_budget)
             .field("workload_program", &self.workload_program)
             .field("faults", &self.faults)
             .finish()
@@ -278,6 +325,15 @@ impl SimOptions {
         );
         anyhow::ensure!(!self.seed_name.trim().is_empty(), "the seed name is empty");
         anyhow::ensure!(self.service_port != 0, "the service port must not be 0");
+        anyhow::ensure!(self.exporter_port != 0, "the exporter port must not be 0");
+        anyhow::ensure!(
+            self.exporter_port != self.service_port,
+            "the exporter port must differ from the service port ({})",
+            self.service_port
+        );
+        if let Some(cores) = self.cpu_budget {
+            check_cpu_budget(cores).map_err(anyhow::Error::msg)?;
+        }
         Ipv4Range::new(self.addresses.first, self.addresses.last).map_err(anyhow::Error::msg)?;
         self.faults.validate().map_err(anyhow::Error::msg)?;
         Ok(())
@@ -369,6 +425,15 @@ pub struct SimState {
     pub location: String,
     pub billing_account_id: u64,
     pub service_port: u16,
+    /// Port of every VM's node_exporter endpoint.
+    #[serde(default)]
+    pub exporter_port: u16,
+    /// CPU capacity of each VM in cores (None: unlimited).
+    #[serde(default)]
+    pub cpu_budget: Option<f64>,
+    /// This simulator's cgroup directory, when the budget is enforced with cgroups.
+    #[serde(default)]
+    pub cgroup: Option<String>,
     pub addresses: Ipv4Range,
     /// Every VM, oldest first.
     pub vms: Vec<SimVmState>,
@@ -399,6 +464,17 @@ pub struct SimVmState {
     pub pid: Option<u32>,
     /// How the last workload process of this VM ended, when it ended by itself.
     pub last_exit: Option<String>,
+    /// `ip:port` of its node_exporter endpoint while the VM runs.
+    #[serde(default)]
+    pub exporter: Option<String>,
+    /// The VM's cgroup directory (with a CPU budget that cgroups can enforce).
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// Whether the running workload is held to the CPU budget by a cgroup quota (false without a
+    /// budget, while not running, or where no cgroup could be written: then only the reported CPU
+    /// is scaled to the budget).
+    #[serde(default)]
+    pub cpu_quota_enforced: bool,
     /// The floating IP assigned to it, if any.
     pub public_ip: Option<String>,
     pub created_at: String,
@@ -420,6 +496,10 @@ struct Config {
     boot_delay: Duration,
     addresses: Ipv4Range,
     service_port: u16,
+    exporter_port: u16,
+    cpu_budget: Option<f64>,
+    /// The directory of `Shared::cgroup`, for the state.
+    cgroup_dir: Option<String>,
     workload_program: PathBuf,
     url: String,
 }
@@ -433,6 +513,8 @@ struct Config {
 struct Shared {
     config: Config,
     world: Mutex<World>,
+    /// This simulator's cgroup, when it has a CPU budget and the machine lets it write cgroups.
+    cgroup: Option<cgroup::SimCgroup>,
 }
 
 impl Shared {
@@ -452,18 +534,18 @@ impl Shared {
         let cfg = &self.config;
         let mut world = self.world();
         let ip = world
-            .allocate_address(cfg.addresses, cfg.service_port)
+            .allocate_address(cfg.addresses, &[cfg.service_port, cfg.exporter_port])
             .with_context(|| {
                 format!(
-                    "no address of {} has port {} free for the seed VM",
-                    cfg.addresses, cfg.service_port
+                    "no address of {} has ports {} and {} free for the seed VM",
+                    cfg.addresses, cfg.service_port, cfg.exporter_port
                 )
             })?;
         let uuid = world.create_vm(&cfg.seed_name, ip, VmStatus::Running, true, false);
         world.assign_new_floating_ip(&uuid);
         let vm = world.vm_mut(&uuid).context("the seed VM vanished")?;
         vm.address_visible = true;
-        vm.process = process::spawn_workload(&cfg.workload_program, ip, cfg.service_port, &vm.name);
+        self.start_vm_processes(vm);
         tracing::info!(vm = %vm.name, %uuid, %ip, "simulated seed VM is running");
         Ok((uuid, ip))
     }
@@ -477,7 +559,7 @@ impl Shared {
                 return Err(ApiError::no_such_vm(source));
             }
             let ip = world
-                .allocate_address(cfg.addresses, cfg.service_port)
+                .allocate_address(cfg.addresses, &[cfg.service_port, cfg.exporter_port])
                 .ok_or_else(|| {
                     ApiError::internal(format!(
                         "Could not create the virtual machine: no free private address left in {}",
@@ -510,7 +592,6 @@ impl Shared {
     }
 
     fn finish_boot(&self, uuid: &str, generation: u64) {
-        let cfg = &self.config;
         let mut world = self.world();
         if world.closed {
             return;
@@ -524,36 +605,89 @@ impl Shared {
         vm.status = VmStatus::Running;
         vm.address_visible = true;
         vm.touch();
-        if let Some(old) = vm.process.take() {
+        self.start_vm_processes(vm);
+        tracing::info!(vm = %vm.name, uuid, ip = %vm.address, "simulated VM is running");
+    }
+
+    /// What a booting VM starts (called under the world's lock, from inside the runtime): the
+    /// workload, moved into the VM's cgroup right after the spawn when there is a budget, and the
+    /// node_exporter endpoint. Failures are logged; the VM then runs without that part, like a VM
+    /// whose service failed to start.
+    fn start_vm_processes(&self, vm: &mut VmRecord) {
+        let cfg = &self.config;
+        let old = vm.take_running();
+        if let Some(old) = old.process {
             process::kill_now(old);
         }
+        drop(old.exporter);
         vm.process = process::spawn_workload(
             &cfg.workload_program,
             vm.address,
             cfg.service_port,
             &vm.name,
         );
-        tracing::info!(vm = %vm.name, uuid, ip = %vm.address, "simulated VM is running");
+        let pid = vm.process.as_ref().and_then(tokio::process::Child::id);
+
+        if let (Some(cores), Some(sim_cgroup)) = (cfg.cpu_budget, &self.cgroup) {
+            if vm.cgroup.is_none() {
+                match sim_cgroup.create_vm(vm.id, cores) {
+                    Ok(cgroup) => vm.cgroup = Some(cgroup),
+                    Err(err) => tracing::warn!(
+                        vm = %vm.name, %err,
+                        "cannot create the VM's cgroup; its CPU budget is only applied to the reported CPU"
+                    ),
+                }
+            }
+            if let (Some(cgroup), Some(pid)) = (&vm.cgroup, pid) {
+                match cgroup.add(pid) {
+                    Ok(()) => vm.quota_enforced = true,
+                    Err(err) => tracing::warn!(
+                        vm = %vm.name, pid, %err,
+                        "cannot move the workload into the VM's cgroup; its CPU budget is only applied to the reported CPU"
+                    ),
+                }
+            }
+        }
+
+        let processes = match (&vm.cgroup, vm.quota_enforced) {
+            (Some(cgroup), true) => exporter::Processes::Cgroup {
+                procs_file: cgroup.procs_file(),
+                pid,
+            },
+            _ => exporter::Processes::Pid(pid),
+        };
+        let shape = exporter::VmShape {
+            vcpus: world::VCPUS,
+            memory_mib: world::MEMORY_MIB,
+            cpu_budget: cfg.cpu_budget,
+        };
+        let addr = SocketAddr::from((vm.address, cfg.exporter_port));
+        match exporter::start(addr, shape, processes, &vm.name) {
+            Ok(exporter) => vm.exporter = Some(exporter),
+            Err(err) => tracing::warn!(
+                vm = %vm.name, %addr, %err,
+                "cannot start the simulated VM's node_exporter"
+            ),
+        }
     }
 
-    /// `DELETE user-resource/vm`: removes the VM and its floating IPs, then kills its workload.
+    /// `DELETE user-resource/vm`: removes the VM and its floating IPs, then stops its exporter, kills
+    /// its workload and removes its cgroup.
     async fn delete_vm(&self, uuid: &str) -> Result<(), ApiError> {
-        let vm = {
+        let mut vm = {
             let mut world = self.world();
             world
                 .remove_vm(uuid)
                 .ok_or_else(|| ApiError::no_such_vm(uuid))?
         };
         tracing::info!(vm = %vm.name, uuid, ip = %vm.address, "simulated VM deleted");
-        if let Some(child) = vm.process {
-            process::kill(child, &vm.name).await;
-        }
+        teardown(vm.take_all()).await;
         Ok(())
     }
 
     /// `POST user-resource/vm/stop`: status `stopped`, workload killed.
     async fn stop_vm(&self, uuid: &str) -> Result<serde_json::Value, ApiError> {
-        let (json, child, name) = {
+        let (json, running) = {
             let mut world = self.world();
             let vm = world
                 .vm_mut(uuid)
@@ -564,17 +698,13 @@ impl Shared {
                 vm.touch();
                 tracing::info!(vm = %vm.name, uuid, "simulated VM stopped");
             }
-            let child = vm.process.take();
-            let name = vm.name.clone();
+            let running = vm.take_running();
             (
                 world.vm_json(uuid, &self.config).unwrap_or_default(),
-                child,
-                name,
+                running,
             )
         };
-        if let Some(child) = child {
-            process::kill(child, &name).await;
-        }
+        teardown(running).await;
         Ok(json)
     }
 
@@ -621,11 +751,51 @@ impl Shared {
         world.state(cfg)
     }
 
-    /// Stops every timer from acting and takes every workload process out of the world.
-    fn close(&self) -> Vec<(String, tokio::process::Child)> {
+    /// Stops every timer from acting and takes every VM's processes, exporter and cgroup out.
+    fn close(&self) -> Vec<Teardown> {
         let mut world = self.world();
         world.closed = true;
-        world.take_all_processes()
+        world.take_everything()
+    }
+}
+
+/// Stops what a VM ran, in order: the exporter (no more scrapes), the workload (killed and reaped),
+/// then its cgroup, if it goes too (rmdir, retried while the kernel still counts the process).
+async fn teardown(vm: Teardown) {
+    if let Some(exporter) = vm.exporter {
+        exporter.stop().await;
+    }
+    if let Some(child) = vm.process {
+        process::kill(child, &vm.name).await;
+    }
+    if let Some(cgroup) = vm.cgroup {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match cgroup.try_remove() {
+                Ok(()) => break,
+                Err(err) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!(vm = %vm.name, dir = %cgroup.dir().display(), %err, "cannot remove the VM's cgroup");
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+}
+
+/// The same without waiting for anything but the cgroups (for drop): signals now, then removes the
+/// cgroups as soon as the kernel lets it (a SIGKILLed process is gone within milliseconds).
+fn teardown_now(vms: Vec<Teardown>) {
+    let mut cgroups = Vec::new();
+    for vm in vms {
+        drop(vm.exporter);
+        if let Some(child) = vm.process {
+            process::kill_now(child);
+        }
+        cgroups.extend(vm.cgroup);
+    }
+    for cgroup in cgroups {
+        cgroup.remove(Duration::from_secs(1));
     }
 }
 
@@ -655,6 +825,28 @@ impl SimHandle {
         } else {
             addr
         };
+        let sim_cgroup = match opts.cpu_budget {
+            None => None,
+            Some(cores) => match cgroup::SimCgroup::create() {
+                Ok(cgroup) => {
+                    tracing::info!(
+                        cores,
+                        dir = %cgroup.dir().display(),
+                        version = ?cgroup.version(),
+                        "CPU budget per simulated VM enforced with a cgroup CPU quota"
+                    );
+                    Some(cgroup)
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        cores,
+                        "cannot use cgroups ({why}): the CPU budget per simulated VM is only applied \
+                         to the reported CPU, not enforced"
+                    );
+                    None
+                }
+            },
+        };
         let shared = Arc::new(Shared {
             config: Config {
                 api_key: opts.api_key,
@@ -664,12 +856,24 @@ impl SimHandle {
                 boot_delay: opts.boot_delay,
                 addresses: opts.addresses,
                 service_port: opts.service_port,
+                exporter_port: opts.exporter_port,
+                cpu_budget: opts.cpu_budget,
+                cgroup_dir: sim_cgroup.as_ref().map(|c| c.dir().display().to_string()),
                 workload_program: opts.workload_program,
                 url: format!("http://{url_host}"),
             },
             world: Mutex::new(World::new(opts.faults)),
+            cgroup: sim_cgroup,
         });
-        let (seed_uuid, seed_ip) = shared.create_seed()?;
+        let (seed_uuid, seed_ip) = match shared.create_seed() {
+            Ok(seed) => seed,
+            Err(err) => {
+                if let Some(cgroup) = &shared.cgroup {
+                    cgroup.remove(Duration::from_secs(1));
+                }
+                return Err(err);
+            }
+        };
         let monitor = tokio::spawn(process::monitor(Arc::clone(&shared)));
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let app = api::router(Arc::clone(&shared));
@@ -719,6 +923,16 @@ impl SimHandle {
         self.shared.config.service_port
     }
 
+    /// Port of every VM's node_exporter endpoint.
+    pub fn exporter_port(&self) -> u16 {
+        self.shared.config.exporter_port
+    }
+
+    /// CPU capacity of each VM in cores (None: unlimited).
+    pub fn cpu_budget(&self) -> Option<f64> {
+        self.shared.config.cpu_budget
+    }
+
     pub fn seed_name(&self) -> &str {
         &self.shared.config.seed_name
     }
@@ -756,7 +970,8 @@ impl SimHandle {
         self.shared.state()
     }
 
-    /// Stops serving, kills every VM process and waits for them to exit.
+    /// Stops serving, stops every VM's exporter, kills every VM process and waits for them to exit,
+    /// then removes the cgroups.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop_serving.take() {
             stop.send(()).ok();
@@ -773,13 +988,10 @@ impl SimHandle {
         if let Some(monitor) = self.monitor.take() {
             monitor.abort();
         }
-        let children = self.shared.close();
-        futures::future::join_all(
-            children
-                .into_iter()
-                .map(|(name, child)| async move { process::kill(child, &name).await }),
-        )
-        .await;
+        futures::future::join_all(self.shared.close().into_iter().map(teardown)).await;
+        if let Some(cgroup) = &self.shared.cgroup {
+            cgroup.remove(Duration::from_secs(1));
+        }
         tracing::info!(url = %self.shared.config.url, "simulated IDCloudHost API stopped");
     }
 }
@@ -795,8 +1007,9 @@ impl Drop for SimHandle {
         if let Some(monitor) = self.monitor.take() {
             monitor.abort();
         }
-        for (_, child) in self.shared.close() {
-            process::kill_now(child);
+        teardown_now(self.shared.close());
+        if let Some(cgroup) = &self.shared.cgroup {
+            cgroup.remove(Duration::from_secs(1));
         }
     }
 }
@@ -831,6 +1044,21 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         sim.seed_ip(),
         sim.service_port()
     );
+    println!(
+        "  node_exporter of each VM: http://{{vm ip}}:{}/metrics (seed: http://{}:{}/metrics)",
+        sim.exporter_port(),
+        sim.seed_ip(),
+        sim.exporter_port()
+    );
+    match (sim.cpu_budget(), sim.state().cgroup) {
+        (None, _) => println!("  CPU budget per VM: unlimited"),
+        (Some(cores), Some(dir)) => {
+            println!("  CPU budget per VM: {cores} cores (cgroup quota under {dir})")
+        }
+        (Some(cores), None) => println!(
+            "  CPU budget per VM: {cores} cores, only applied to the reported CPU (no writable cgroup)"
+        ),
+    }
     println!("  billing account: {}", sim.billing_account_id());
 
     let signal = wait_for_stop_signal().await;
@@ -909,8 +1137,17 @@ mod tests {
             "--clone-never-boots",
             "--clone-hang",
             "30s",
+            "--exporter-port",
+            "9200",
+            "--cpu-budget",
+            "0.25",
         ])
         .unwrap();
+        assert_eq!(cli.sim.exporter_port, 9200);
+        assert_eq!(cli.sim.cpu_budget, Some(0.25));
+        assert!(Cli::try_parse_from(["sim", "--cpu-budget", "0"]).is_err());
+        assert!(Cli::try_parse_from(["sim", "--cpu-budget", "NaN"]).is_err());
+        assert_eq!(Cli::try_parse_from(["sim"]).unwrap().sim.cpu_budget, None);
         assert_eq!(cli.sim.boot_delay, Duration::from_millis(250));
         assert_eq!(cli.sim.addresses.first, Ipv4Addr::new(127, 0, 5, 10));
         assert_eq!(cli.sim.addresses.iter().count(), 11);

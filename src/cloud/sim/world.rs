@@ -8,7 +8,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::process::Child;
 
+use super::cgroup::VmCgroup;
+use super::exporter::Exporter;
 use super::{Config, Faults, Ipv4Range, SimFloatingIpState, SimState, SimVmState};
+
+/// The size of every simulated VM, as the API reports it (`vcpu`, `memory` in MiB) and as its
+/// node_exporter reports it.
+pub(super) const VCPUS: u32 = 2;
+pub(super) const MEMORY_MIB: u32 = 2048;
 
 /// The owner of every simulated resource, as the API reports it.
 const USER_ID: u64 = 8;
@@ -63,12 +70,46 @@ pub(super) struct VmRecord {
     /// The workload process while it runs (reaped by the monitor when it exits by itself).
     pub process: Option<Child>,
     pub last_exit: Option<String>,
+    /// The node_exporter endpoint while the VM runs.
+    pub exporter: Option<Exporter>,
+    /// The VM's cgroup (with a CPU budget, from its first boot until it is deleted).
+    pub cgroup: Option<VmCgroup>,
+    /// Whether the running workload is in `cgroup`, under the budget's quota.
+    pub quota_enforced: bool,
 }
 
 impl VmRecord {
     pub(super) fn touch(&mut self) {
         self.updated_at = Some(Utc::now());
     }
+
+    /// Takes out what runs while the VM runs (workload and exporter), to be stopped after the lock
+    /// is released; the cgroup stays for the next boot.
+    pub(super) fn take_running(&mut self) -> Teardown {
+        self.quota_enforced = false;
+        Teardown {
+            name: self.name.clone(),
+            process: self.process.take(),
+            exporter: self.exporter.take(),
+            cgroup: None,
+        }
+    }
+
+    /// Like [`VmRecord::take_running`], and the cgroup too (the VM goes away).
+    pub(super) fn take_all(&mut self) -> Teardown {
+        let mut teardown = self.take_running();
+        teardown.cgroup = self.cgroup.take();
+        teardown
+    }
+}
+
+/// What must be stopped, outside the world's lock, when a VM stops or goes away.
+pub(super) struct Teardown {
+    pub name: String,
+    pub process: Option<Child>,
+    pub exporter: Option<Exporter>,
+    /// Only when the VM goes away: a stopped VM keeps its cgroup for its next boot.
+    pub cgroup: Option<VmCgroup>,
 }
 
 pub(super) struct FloatingIpRecord {
@@ -116,12 +157,16 @@ impl World {
         self.vms.iter_mut().find(|vm| vm.uuid == uuid)
     }
 
-    /// The first address of `range` that no VM owns and where `port` can be bound right now.
-    pub(super) fn allocate_address(&self, range: Ipv4Range, port: u16) -> Option<Ipv4Addr> {
+    /// The first address of `range` that no VM owns and where every one of `ports` (the service's
+    /// and the exporter's) can be bound right now.
+    pub(super) fn allocate_address(&self, range: Ipv4Range, ports: &[u16]) -> Option<Ipv4Addr> {
         range.iter().find(|ip| {
             // std's bind sets SO_REUSEADDR, so a port in TIME_WAIT counts as free, as it is for the
             // workload that binds it next; the probe listener is closed at once.
-            !self.vms.iter().any(|vm| vm.address == *ip) && TcpListener::bind((*ip, port)).is_ok()
+            !self.vms.iter().any(|vm| vm.address == *ip)
+                && ports
+                    .iter()
+                    .all(|port| TcpListener::bind((*ip, *port)).is_ok())
         })
     }
 
@@ -157,11 +202,14 @@ impl World {
             boot_generation: 0,
             process: None,
             last_exit: None,
+            exporter: None,
+            cgroup: None,
+            quota_enforced: false,
         });
         uuid
     }
 
-    /// Removes a VM with its floating IPs; its process (if any) is the caller's to kill.
+    /// Removes a VM with its floating IPs; its processes and cgroup (if any) are the caller's to stop.
     pub(super) fn remove_vm(&mut self, uuid: &str) -> Option<VmRecord> {
         let index = self.vms.iter().position(|vm| vm.uuid == uuid)?;
         self.floating_ips
@@ -202,12 +250,9 @@ impl World {
         self.floating_ips.len() != before
     }
 
-    /// Takes every running workload process out (for shutdown), with its VM's name.
-    pub(super) fn take_all_processes(&mut self) -> Vec<(String, Child)> {
-        self.vms
-            .iter_mut()
-            .filter_map(|vm| vm.process.take().map(|child| (vm.name.clone(), child)))
-            .collect()
+    /// Takes every VM's processes, exporter and cgroup out (for shutdown).
+    pub(super) fn take_everything(&mut self) -> Vec<Teardown> {
+        self.vms.iter_mut().map(VmRecord::take_all).collect()
     }
 
     /// Notes and drops the processes that exited by themselves.
@@ -296,6 +341,9 @@ impl World {
             location: config.location.clone(),
             billing_account_id: config.billing_account_id,
             service_port: config.service_port,
+            exporter_port: config.exporter_port,
+            cpu_budget: config.cpu_budget,
+            cgroup: config.cgroup_dir.clone(),
             addresses: config.addresses,
             vms: self
                 .vms
@@ -309,6 +357,9 @@ impl World {
                     seed: vm.seed,
                     pid: vm.process.as_ref().and_then(Child::id),
                     last_exit: vm.last_exit.clone(),
+                    exporter: vm.exporter.as_ref().map(|e| e.addr().to_string()),
+                    cgroup: vm.cgroup.as_ref().map(|c| c.dir().display().to_string()),
+                    cpu_quota_enforced: vm.quota_enforced,
                     public_ip: self
                         .floating_ips
                         .iter()
@@ -406,7 +457,7 @@ fn vm_json(vm: &VmRecord, config: &Config) -> serde_json::Value {
         hostname: hostname(&vm.name),
         id: vm.id,
         mac: &vm.mac,
-        memory: 2048,
+        memory: MEMORY_MIB,
         name: &vm.name,
         os_name: "ubuntu",
         os_version: "22.04",
@@ -433,7 +484,7 @@ fn vm_json(vm: &VmRecord, config: &Config) -> serde_json::Value {
         user_id: USER_ID,
         username: USERNAME,
         uuid: &vm.uuid,
-        vcpu: 2,
+        vcpu: VCPUS,
     };
     serde_json::to_value(object).unwrap_or_default()
 }
