@@ -25,6 +25,7 @@ pub mod domain;
 pub mod metrics;
 pub mod reconcile;
 pub mod routes;
+pub mod rules_check;
 pub mod shutdown;
 pub mod startup;
 pub mod state;

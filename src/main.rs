@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use idch_autoscaler::{cloud::sim, config, demo, startup, telemetry, workload};
+use idch_autoscaler::{cloud::sim, config, demo, rules_check, startup, telemetry, workload};
 
 #[derive(Parser)]
 #[command(
@@ -24,9 +24,15 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Validate a configuration file: exit 0 when good, non-zero naming the bad key and why.
+    /// With --rules, also parse Prometheus alert rule files and warn (stderr, exit code unchanged)
+    /// about rules that invite thrashing; a rule file that does not parse is an error.
     Check {
         #[arg(long, short = 'c')]
         config: PathBuf,
+        /// A Prometheus rule file with the scale-up/scale-down alerts (label `autoscale: up|down`,
+        /// or ScaleUp/ScaleDown in the alert name). Repeatable.
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
     },
     /// Run the built-in IDCloudHost API simulator alone.
     Sim(sim::SimArgs),
@@ -37,8 +43,12 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run { config: None });
-    if let Command::Check { config } = &command {
-        return config::check_command(config);
+    if let Command::Check { config, rules } = &command {
+        let code = config::check_command(config);
+        if rules.is_empty() || rules_check::check_command(rules) {
+            return code;
+        }
+        return std::process::ExitCode::from(2);
     }
     telemetry::init();
     let runtime = match tokio::runtime::Runtime::new() {
