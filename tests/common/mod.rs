@@ -205,6 +205,10 @@ impl Peer {
         Peer { name, child, dir }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("peer.log")).unwrap_or_default()
     }
