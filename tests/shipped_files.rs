@@ -1148,3 +1148,51 @@ fn k6_script_runs_a_short_profile_against_the_workload() {
         Some(0.0)
     );
 }
+
+// ---- deploy/systemd ---------------------------------------------------------------------------
+
+/// The commands in the shipped systemd units exist with the flags they use (systemd itself is not
+/// on these machines, so the units are checked through the binary they start).
+#[test]
+fn systemd_units_run_commands_the_binary_accepts() {
+    let dir = root().join("deploy/systemd");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("[Service]") && text.contains("[Install]"),
+            "{}",
+            path.display()
+        );
+        for line in text.lines() {
+            let Some(cmd) = line
+                .strip_prefix("ExecStart=")
+                .or_else(|| line.strip_prefix("ExecStartPre="))
+            else {
+                continue;
+            };
+            let mut words = cmd.split_whitespace();
+            if words.next() != Some("/usr/local/bin/idch-autoscaler") {
+                continue;
+            }
+            let args: Vec<String> = words.map(|w| w.replace("%H", "host")).collect();
+            let out = Command::new(env!("CARGO_BIN_EXE_idch-autoscaler"))
+                .args(&args)
+                .arg("--help")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {cmd}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked, 3,
+        "run, check and calculate are started by the units"
+    );
+}
