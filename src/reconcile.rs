@@ -603,7 +603,7 @@ impl PoolReconciler {
             }
         }
 
-        // Release the public IP of new clones.
+        // Release the public IP of new clones, once they run (the address may be assigned late).
         if self.pool.release_public_ip {
             let pending: Vec<(String, String)> = self
                 .view
@@ -612,6 +612,7 @@ impl PoolReconciler {
                 .filter(|b| {
                     b.role == Role::Clone
                         && !b.state.is_leaving()
+                        && b.cloud_status == "running"
                         && !self.released_ips.contains(&b.uuid)
                 })
                 .map(|b| (b.uuid.clone(), b.name.clone()))
