@@ -87,11 +87,14 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     .unwrap();
 
     // ---- the service ---------------------------------------------------------------------
+    // Cooldowns sized to the compressed profile: a second scale-up within 10 minutes is a
+    // `cooldown` (the rule keeps firing while the new VM's samples fill the averaging window),
+    // and no scale-down comes within 45 s of the scale-up, i.e. before the peak is over.
     let token = "e2e-webhook-token";
     let mut config = config_for(
         &sim,
         "",
-        "max = 3\nscale_up_cooldown = \"10m\"\nscale_down_cooldown = \"20s\"\nboot_timeout = \"1m\"\n",
+        "max = 3\nscale_up_cooldown = \"10m\"\nscale_down_cooldown = \"45s\"\nboot_timeout = \"1m\"\n",
     );
     config.reconcile_interval = Duration::from_secs(1);
     config.pools[0].health.interval = Duration::from_millis(500);
