@@ -8,3 +8,5 @@ export PATH="$PWD/.venv-peers/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets 2>&1
+# The benchmark scripts in quick mode (seconds each; figures meaningless): they must not rot.
+bash bench/run.sh --quick
