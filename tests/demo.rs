@@ -69,15 +69,27 @@ fn the_embedded_default_serves_the_seed_and_stops_cleanly() {
 fn check_exits_zero_on_a_good_file_and_names_the_key_of_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[idcloudhost]\n[[pool]]\nname = \"web\"\nseed_vm = \"u-1\"\n").unwrap();
+    std::fs::write(
+        &good,
+        "[idcloudhost]\n[[pool]]\nname = \"web\"\nseed_vm = \"u-1\"\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_idch-autoscaler"))
         .args(["check", "--config"])
         .arg(&good)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[idcloudhost]\n[[pool]]\nname = \"web\"\nseed_vm = \"u-1\"\nmin = 4\nmax = 2\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[idcloudhost]\n[[pool]]\nname = \"web\"\nseed_vm = \"u-1\"\nmin = 4\nmax = 2\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_idch-autoscaler"))
         .args(["check", "--config"])
         .arg(&bad)
@@ -85,5 +97,8 @@ fn check_exits_zero_on_a_good_file_and_names_the_key_of_a_bad_one() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("pool \"web\".min") && err.contains("greater than max"), "{err}");
+    assert!(
+        err.contains("pool \"web\".min") && err.contains("greater than max"),
+        "{err}"
+    );
 }

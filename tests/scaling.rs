@@ -346,7 +346,11 @@ async fn a_restart_during_a_boot_or_a_clone_call_finds_the_vm_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clone_unhealthy_for_too_long_is_drained_and_replaced() {
     let sim = start_sim(254, Duration::from_millis(100)).await;
-    let service = start_service(config_for(&sim, "", "replace_unhealthy_after = \"1s\"\n"), secrets(None)).await;
+    let service = start_service(
+        config_for(&sim, "", "replace_unhealthy_after = \"1s\"\n"),
+        secrets(None),
+    )
+    .await;
     let http = reqwest::Client::new();
     let url = service.url();
     wait_synced(&http, &url, None).await;
@@ -366,14 +370,21 @@ async fn a_clone_unhealthy_for_too_long_is_drained_and_replaced() {
         let (http, url, sick) = (http.clone(), url.clone(), sick.clone());
         async move {
             let s = pool_status(&http, &url, None).await;
-            let gone = s["backends"].as_array().unwrap().iter().all(|b| b["uuid"] != sick.as_str());
+            let gone = s["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b["uuid"] != sick.as_str());
             (gone && ready_names(&s).len() == 2).then_some(s)
         }
     })
     .await;
     assert_eq!(s["size"], 2);
     let acts = activities(&http, &url).await;
-    assert!(acts.iter().any(|(a, _)| a == "replace_unhealthy"), "{acts:?}");
+    assert!(
+        acts.iter().any(|(a, _)| a == "replace_unhealthy"),
+        "{acts:?}"
+    );
     assert_eq!(sim_vm_names(&sim).len(), 2, "the sick clone was deleted");
     service.stop().await.unwrap();
     sim.shutdown().await;
