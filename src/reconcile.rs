@@ -412,25 +412,17 @@ impl PoolReconciler {
         match result {
             Ok(vm) => {
                 info!(vm = %vm.name, uuid = %vm.uuid, "cloned");
-                let mut intent = self.intents.get(&name).cloned().unwrap_or(Intent {
-                    name: name.clone(),
-                    uuid: None,
-                    phase: Phase::Provisioning,
-                    since: now,
-                    until: None,
-                    reason: String::new(),
-                });
-                intent.uuid = Some(vm.uuid.clone());
-                intent.until = Some(now);
-                self.put_intent(
-                    intent,
-                    Some(Activity::new(
-                        "clone",
-                        "below desired size",
-                        "ok",
-                        format!("{} ({})", vm.name, vm.uuid),
-                    )),
-                );
+                let detail = format!("{} ({})", vm.name, vm.uuid);
+                match self.intents.get(&name).cloned() {
+                    Some(mut intent) => {
+                        intent.uuid = Some(vm.uuid.clone());
+                        intent.until = Some(now);
+                        let activity = Activity::new("clone", "below desired size", "ok", detail);
+                        self.put_intent(intent, Some(activity));
+                    }
+                    // A list taken while the call was in flight already adopted it.
+                    None => self.record("clone", "below desired size", "ok", detail),
+                }
                 if !self.view.backends.iter().any(|b| b.uuid == vm.uuid) {
                     self.names_in_cloud.insert(vm.name.clone());
                     self.view.backends.push(Backend {
@@ -450,17 +442,20 @@ impl PoolReconciler {
                 self.clone_failed(now);
                 if e.outcome_unknown() {
                     warn!(vm = %name, error = %e, "clone call failed; the VM may exist: re-listing before trying again");
-                    if let Some(mut intent) = self.intents.get(&name).cloned() {
-                        intent.until = Some(now);
-                        self.put_intent(
-                            intent,
-                            Some(Activity::new(
-                                "clone",
-                                "below desired size",
-                                "unknown",
-                                format!("{name}: {e}"),
-                            )),
-                        );
+                    let detail = format!("{name}: {e}");
+                    match self.intents.get(&name).cloned() {
+                        Some(mut intent) => {
+                            intent.until = Some(now);
+                            let activity =
+                                Activity::new("clone", "below desired size", "unknown", detail);
+                            self.put_intent(intent, Some(activity));
+                        }
+                        None => self.record(
+                            "clone",
+                            "below desired size",
+                            "unknown",
+                            format!("{detail}; already found in the cloud's list"),
+                        ),
                     }
                 } else {
                     if e.is_config_error() {

@@ -199,9 +199,25 @@ async fn cloud_faults_converge_without_double_clones_or_orphans() {
     });
     set_desired(&http, &url, 4, None).await;
     wait_ready(&http, &url, 4, Duration::from_secs(40)).await;
+    // The VM may be adopted from a list before the call times out; either way the timeout is
+    // recorded and no second clone follows it.
+    eventually(
+        Duration::from_secs(10),
+        "the hanging clone call noticed",
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let acts = activities(&http, &url).await;
+                acts.iter()
+                    .any(|(a, o)| a == "clone" && o == "unknown")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     sim.set_faults(Faults::default());
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let s = pool_status(&http, &url, None).await;
+    let s = wait_ready(&http, &url, 4, Duration::from_secs(10)).await;
     let in_pool: BTreeSet<String> = s["backends"]
         .as_array()
         .unwrap()
@@ -210,12 +226,9 @@ async fn cloud_faults_converge_without_double_clones_or_orphans() {
         .collect();
     let in_cloud: BTreeSet<String> = sim_vm_names(&sim).into_iter().collect();
     assert_eq!(in_pool, in_cloud, "nothing orphaned, nothing cloned twice");
+    // (Calls can number more than 3: a clone answered with an injected 500 is retried after a
+    // re-list shows it did not happen. What counts is what exists.)
     assert_eq!(in_cloud.len(), 4);
-    let acts = activities(&http, &url).await;
-    assert!(
-        acts.iter().any(|(a, o)| a == "clone" && o == "unknown"),
-        "the hanging call was noticed: {acts:?}"
-    );
     service.stop().await.unwrap();
     sim.shutdown().await;
 }
