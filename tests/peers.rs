@@ -432,3 +432,61 @@ async fn without_a_drain_the_same_scale_down_fails_requests() {
     );
     assert!(!failures.is_empty(), "deleting a VM that Traefik still routes to must fail requests (else the test above proves nothing)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_no_ready_vm_keeps_its_route_and_traefik_answers_503_not_404() {
+    let sim = start_sim(229, Duration::from_millis(200)).await;
+    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
+    let url = service.url();
+    let http = reqwest::Client::new();
+    wait_synced(&http, &url, None).await;
+    let (traefik, web, _) = start_traefik(&format!("{url}/traefik"), None).await;
+    eventually(Duration::from_secs(20), "routed to the seed", || {
+        let http = http.clone();
+        async move { (calculate(&http, web).await.ok()?.0 == 200).then_some(()) }
+    })
+    .await;
+    // The seed's app stops: it turns unhealthy and leaves the server list, which is now empty.
+    let r = http
+        .post(format!("{}/v1/jkt01/user-resource/vm/stop", sim.url()))
+        .header("apikey", API_KEY)
+        .form(&[("uuid", sim.seed_uuid().as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    eventually(Duration::from_secs(10), "an empty server list", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let doc: serde_json::Value = http
+                .get(format!("{url}/traefik"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (doc["http"]["services"]["calculate"]["loadBalancer"]["servers"]
+                == serde_json::json!([]))
+            .then_some(())
+        }
+    })
+    .await;
+    // Traefik keeps the router: 503 "no available server", never 404 "no route".
+    let status = eventually(
+        Duration::from_secs(10),
+        "Traefik applied the empty list",
+        || {
+            let http = http.clone();
+            async move {
+                let (status, _) = calculate(&http, web).await.ok()?;
+                (status != 502 && status != 200).then_some(status)
+            }
+        },
+    )
+    .await;
+    assert_eq!(status, 503, "the route must survive an empty pool");
+    drop(traefik);
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
