@@ -7,6 +7,11 @@ bash scripts/install-peers.sh
 export PATH="$PWD/.venv-peers/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --all-targets 2>&1 | tee "$log"
 # The benchmark scripts in quick mode (seconds each; figures meaningless): they must not rot.
 bash bench/run.sh --quick
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
