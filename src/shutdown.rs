@@ -28,10 +28,6 @@ impl Shutdown {
         self.tx.send_replace(true);
     }
 
-    pub fn is_triggered(&self) -> bool {
-        *self.rx.borrow()
-    }
-
     /// Completes once `trigger` has been called (at once if it already was).
     pub async fn wait(&self) {
         let mut rx = self.rx.clone();

@@ -30,10 +30,6 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn all_synced(&self) -> bool {
-        self.pools.iter().all(|p| p.synced)
-    }
-
     pub fn pool(&self, name: &str) -> Option<&Arc<PoolView>> {
         self.pools.iter().find(|p| p.name == name)
     }

@@ -158,10 +158,6 @@ impl CloudClient {
         self
     }
 
-    pub fn retry_policy(&self) -> RetryPolicy {
-        self.retry
-    }
-
     /// `GET user-resource/vm/list`
     pub async fn list_vms(&self) -> Result<Vec<Vm>, CloudError> {
         self.idempotent("list_vms", || {
@@ -379,12 +375,6 @@ impl CallError {
             CallError::Transport(message) => CloudError::Transport { op, message },
             CallError::Decode(message) => CloudError::Decode { op, message },
         }
-    }
-}
-
-impl From<CallError> for CloudError {
-    fn from(e: CallError) -> Self {
-        e.into_cloud("call", Duration::ZERO)
     }
 }
 
