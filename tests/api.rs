@@ -151,20 +151,8 @@ async fn scale_up_gates_the_clone_on_health_and_a_vanished_clone_is_replaced() {
         ready_names(&s),
         ["calculate-service", "calculate-service-clone-1"]
     );
-    let acts: serde_json::Value = http
-        .get(format!("{url}/v1/pools/calculate/activities"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let actions: Vec<&str> = acts["activities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap())
-        .collect();
+    let acts = activities(&http, &url).await;
+    let actions: Vec<&str> = acts.iter().map(|(a, _)| a.as_str()).collect();
     assert!(actions.contains(&"vanished"), "{actions:?}");
     assert_eq!(
         actions.iter().filter(|a| **a == "clone").count(),

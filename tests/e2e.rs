@@ -278,15 +278,7 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     observer.await.unwrap();
 
     // ---- what happened -------------------------------------------------------------------
-    let acts: serde_json::Value = http
-        .get(format!("{url}/v1/pools/calculate/activities?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut acts: Vec<serde_json::Value> = acts["activities"].as_array().unwrap().clone();
+    let mut acts = activity_log(&http, &url).await;
     acts.reverse(); // oldest first
     let at = |a: &serde_json::Value| {
         chrono::DateTime::parse_from_rfc3339(a["at"].as_str().unwrap())

@@ -46,28 +46,6 @@ async fn wait_ready(
     .await
 }
 
-async fn activities(http: &reqwest::Client, url: &str) -> Vec<(String, String)> {
-    let v: serde_json::Value = http
-        .get(format!("{url}/v1/pools/calculate/activities?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["activities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["action"].as_str().unwrap().to_string(),
-                a["outcome"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clone_that_never_boots_is_deleted_after_boot_timeout_and_retried() {
     let sim = start_sim(238, Duration::from_millis(100)).await;

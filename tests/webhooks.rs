@@ -127,15 +127,7 @@ async fn every_decision_and_every_bad_request() {
     assert_eq!(v["desired"], 1);
 
     // The history, newest first, and the metrics.
-    let acts: serde_json::Value = http
-        .get(format!("{url}/v1/pools/calculate/activities"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let list = acts["activities"].as_array().unwrap();
+    let list = activity_log(&http, &url).await;
     let decisions: Vec<(&str, &str)> = list
         .iter()
         .filter(|a| {
@@ -156,7 +148,7 @@ async fn every_decision_and_every_bad_request() {
             .as_str()
             .unwrap()
             .contains("alertmanager: PoolCPUHigh")),
-        "{acts}"
+        "{list:?}"
     );
     let metrics = http
         .get(format!("{url}/metrics"))

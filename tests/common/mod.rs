@@ -310,3 +310,32 @@ pub async fn wait_synced(http: &reqwest::Client, service: &str, token: Option<&s
     })
     .await;
 }
+
+/// The pool's activity history as served, newest first.
+pub async fn activity_log(http: &reqwest::Client, service: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = http
+        .get(format!(
+            "{service}/v1/pools/calculate/activities?limit=1000"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["activities"].as_array().unwrap().clone()
+}
+
+/// (action, outcome) of every activity, newest first.
+pub async fn activities(http: &reqwest::Client, service: &str) -> Vec<(String, String)> {
+    activity_log(http, service)
+        .await
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap().to_string(),
+                a["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
