@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use idch_autoscaler::config::{Config, PoolConfig};
-use idch_autoscaler::decide::{decide, Clocks, Direction, Limits};
-use idch_autoscaler::domain::{Backend, BackendState, PoolView, Role};
 use idch_autoscaler::metrics::Metrics;
-use idch_autoscaler::routes::{http_sd, traefik};
-use idch_autoscaler::state::State;
+use idch_autoscaler::pool::decide::{decide, Clocks, Direction, Limits};
+use idch_autoscaler::pool::{Backend, BackendState, PoolView, Role};
+use idch_autoscaler::snapshot::State;
+use idch_autoscaler::snapshot::{http_sd, traefik};
 
 fn pool_config() -> PoolConfig {
     Config::parse(

@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 
 use crate::config::PoolConfig;
-use crate::decide::{cooldown_left, decide, Clocks, Decision, Direction, Limits};
 use crate::metrics::Metrics;
+use crate::pool::decide::{cooldown_left, decide, Clocks, Decision, Direction, Limits};
 use crate::store::{Activity, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cloud::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
 use crate::config::{Config, Secret, Secrets};
+use crate::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
 use crate::startup::Application;
 
 /// Where the demo listens; the files under traefik/ and prometheus/ point here.

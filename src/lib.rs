@@ -1,34 +1,34 @@
 //! idch-autoscaler: horizontal autoscaling for IDCloudHost VMs behind Traefik.
 //!
-//! Layout:
+//! Layout (ARCHITECTURE.md has the map and what each folder may not do):
 //! - [`config`]: the TOML configuration, parsed into typed settings and validated.
-//! - [`cloud`]: the IDCloudHost API client, its wire types, and the built-in simulator.
-//! - [`domain`]: pools and backends, their lifecycle states; no I/O.
-//! - [`decide`]: the pure scaling decision; [`control`]: desired size per pool, its only writer.
+//! - [`pool`]: backends, lifecycle, [`pool::decide`] and the planner; pure, no I/O.
+//! - [`control`]: desired size per pool, its only writer.
+//! - [`reconciler`]: the per-pool loop, the executor of cloud steps, the lister, probes.
+//! - [`snapshot`]: the one `ArcSwap`, its single writer, and rendering of the provider documents.
+//! - [`http`]: routes, auth, `ApiError`; serves the snapshot's bytes.
+//! - [`idch`]: the IDCloudHost API client and its wire types.
 //! - [`store`]: SQLite persistence of intent (desired, cooldowns, drains, history).
-//! - [`auth`]: webhook authentication (bearer, basic, Grafana HMAC).
-//! - [`state`]: the one snapshot behind one `ArcSwap`, and the only writer of it.
-//! - [`reconcile`]: the per-pool loop that observes the cloud and probes health.
-//! - [`routes`]: the HTTP endpoints; each owns its JSON wire types.
+//! - [`check`]: `check --config` and `check --rules`.
 //! - [`startup`]: binds the listener, wires state, routes and tasks.
 //! - [`demo`]: the embedded default (simulator + service in one process).
-//! - [`workload`]: the sample `calculate` app that simulated VMs run.
+//! - [`sim`] and [`workload`]: the built-in IDCloudHost simulator and the sample `calculate`
+//!   app that simulated VMs run; apart from the service (they import nothing from it).
 
-pub mod auth;
+pub mod check;
 pub mod clock;
-pub mod cloud;
 pub mod config;
 pub mod control;
-pub mod decide;
 pub mod demo;
-pub mod domain;
+pub mod http;
+pub mod idch;
 pub mod metrics;
-pub mod reconcile;
-pub mod routes;
-pub mod rules_check;
+pub mod pool;
+pub mod reconciler;
 pub mod shutdown;
+pub mod sim;
+pub mod snapshot;
 pub mod startup;
-pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod workload;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use idch_autoscaler::{cloud::sim, config, demo, rules_check, startup, telemetry, workload};
+use idch_autoscaler::{check, config, demo, sim, startup, telemetry, workload};
 
 #[derive(Parser)]
 #[command(
@@ -45,7 +45,7 @@ fn main() -> std::process::ExitCode {
     let command = cli.command.unwrap_or(Command::Run { config: None });
     if let Command::Check { config, rules } = &command {
         let code = config::check_command(config);
-        if rules.is_empty() || rules_check::check_command(rules) {
+        if rules.is_empty() || check::rules::check_command(rules) {
             return code;
         }
         return std::process::ExitCode::from(2);

@@ -9,15 +9,15 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::auth::WebhookAuth;
-use crate::cloud::CloudClient;
 use crate::config::{Config, Secrets};
 use crate::control::PoolControl;
+use crate::http::auth::WebhookAuth;
+use crate::http::{self, AppState};
+use crate::idch::CloudClient;
 use crate::metrics::Metrics;
-use crate::reconcile::PoolReconciler;
-use crate::routes::{self, AppState};
+use crate::reconciler::PoolReconciler;
 use crate::shutdown::Shutdown;
-use crate::state::State;
+use crate::snapshot::State;
 use crate::store::Store;
 
 pub struct Application {
@@ -153,7 +153,7 @@ impl Application {
             .into_iter()
             .map(|r| tokio::spawn(r.run(shutdown.clone())))
             .collect();
-        let router = routes::router(self.app);
+        let router = http::router(self.app);
         let wait = shutdown.clone();
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move { wait.wait().await })

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use idch_autoscaler::cloud::sim::Faults;
+use idch_autoscaler::sim::Faults;
 
 async fn get(http: &reqwest::Client, url: String) -> (u16, String, String) {
     let r = http.get(url).send().await.unwrap();

@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use idch_autoscaler::cloud::client::{Deleted, RetryPolicy};
-use idch_autoscaler::cloud::sim::Faults;
-use idch_autoscaler::cloud::{CloudClient, CloudError};
 use idch_autoscaler::config::Secret;
+use idch_autoscaler::idch::client::{Deleted, RetryPolicy};
+use idch_autoscaler::idch::{CloudClient, CloudError};
+use idch_autoscaler::sim::Faults;
 
 fn fast_retries(client: CloudClient, attempts: u32) -> CloudClient {
     client.with_retry(RetryPolicy {

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use idch_autoscaler::cloud::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
 use idch_autoscaler::config::Secret;
+use idch_autoscaler::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,7 +2,7 @@
 //! configuration parser; they give a value or a clean error.
 
 use idch_autoscaler::config::Config;
-use idch_autoscaler::routes::webhooks::parse;
+use idch_autoscaler::http::webhooks::parse;
 use proptest::prelude::*;
 
 fn json() -> impl Strategy<Value = serde_json::Value> {

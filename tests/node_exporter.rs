@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use idch_autoscaler::cloud::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
+use idch_autoscaler::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
 use serde_json::Value;
 
 const KEY: &str = "node-exporter-test-key";

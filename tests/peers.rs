@@ -9,11 +9,11 @@ use common::*;
 
 /// Grows the pool to `1 + n` through `PUT desired` and returns the clones once the cloud lists them.
 async fn clone_vms(
-    sim: &idch_autoscaler::cloud::sim::SimHandle,
+    sim: &idch_autoscaler::sim::SimHandle,
     service: &str,
     token: Option<&str>,
     n: usize,
-) -> Vec<idch_autoscaler::cloud::Vm> {
+) -> Vec<idch_autoscaler::idch::Vm> {
     let http = reqwest::Client::new();
     wait_synced(&http, service, token).await;
     set_desired(&http, service, 1 + n as u32, token).await;
@@ -88,7 +88,7 @@ async fn traefik_routes_to_every_ready_vm_drops_deleted_ones_and_survives_our_ou
     // (The reconciler rightly replaces it; that replacement never boots here, so it never
     // gets traffic either and the name cannot come back.)
     let client = client_for(&sim);
-    sim.set_faults(idch_autoscaler::cloud::sim::Faults {
+    sim.set_faults(idch_autoscaler::sim::Faults {
         clone_never_boots: true,
         ..Default::default()
     });

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use idch_autoscaler::cloud::sim::{Faults, SimHandle};
+use idch_autoscaler::sim::{Faults, SimHandle};
 
 fn sim_vm_names(sim: &SimHandle) -> Vec<String> {
     let state = serde_json::to_value(sim.state()).unwrap();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use idch_autoscaler::rules_check;
+use idch_autoscaler::check::rules;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 
@@ -120,7 +120,7 @@ fn api_version_1(v: &Yaml, at: &str) {
 }
 
 fn is_duration(text: &str) -> bool {
-    rules_check::parse_duration(text).is_ok()
+    rules::parse_duration(text).is_ok()
 }
 
 /// Checks PromQL expressions with promtool, as recording rules of a scratch rule file.
@@ -292,11 +292,10 @@ fn rule_files_share_alert_names_and_labels() {
         .into();
         assert_eq!(seen, expected, "{f}");
         // And they pass the thrash checks.
-        let parsed =
-            rules_check::parse_rule_file(f, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let parsed = rules::parse_rule_file(f, &std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(parsed.scale_rules.len(), 2);
         assert!(parsed.scale_rules.iter().all(|r| r.by_label));
-        assert_eq!(rules_check::check(&[parsed]), vec![], "{f}");
+        assert_eq!(rules::check(&[parsed]), vec![], "{f}");
     }
 }
 
@@ -915,9 +914,9 @@ fn grafana_alerting_provisioning_follows_the_documented_schema() {
     );
     // The queries are valid PromQL, and the rules pass the thrash checks like the Prometheus ones.
     promtool_accepts(&exprs);
-    let equivalent = rules_check::parse_rule_file("grafana", &prometheus_equivalent).unwrap();
+    let equivalent = rules::parse_rule_file("grafana", &prometheus_equivalent).unwrap();
     assert_eq!(
-        rules_check::check(&[equivalent]),
+        rules::check(&[equivalent]),
         vec![],
         "{prometheus_equivalent}"
     );

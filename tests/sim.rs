@@ -9,8 +9,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use idch_autoscaler::cloud::sim::{Faults, Ipv4Range, SimArgs, SimHandle, SimOptions};
-use idch_autoscaler::cloud::wire;
+use idch_autoscaler::idch::wire;
+use idch_autoscaler::sim::{Faults, Ipv4Range, SimArgs, SimHandle, SimOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

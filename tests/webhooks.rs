@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use idch_autoscaler::auth::sign;
 use idch_autoscaler::config::Secret;
+use idch_autoscaler::http::auth::sign;
 
 const COOLDOWNS: &str = "scale_up_cooldown = \"1h\"\nscale_down_cooldown = \"1h\"\n";
 

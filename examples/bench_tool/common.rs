@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use idch_autoscaler::config::PoolConfig;
-use idch_autoscaler::domain::{Backend, BackendState, PoolView, Role};
+use idch_autoscaler::pool::{Backend, BackendState, PoolView, Role};
 
 /// The `p`-th percentile (0..=100) of sorted samples, nearest-rank.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

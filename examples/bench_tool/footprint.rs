@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use idch_autoscaler::cloud::sim::{SimArgs, SimHandle};
-use idch_autoscaler::cloud::CloudClient;
 use idch_autoscaler::config::{Config, Secret};
+use idch_autoscaler::idch::CloudClient;
+use idch_autoscaler::sim::{SimArgs, SimHandle};
 
 use crate::common::{cpu_time, free_port, rss_kib, this_exe, Args, Service, API_KEY, API_KEY_ENV};
 

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use idch_autoscaler::auth::WebhookAuth;
 use idch_autoscaler::config::{Config, Secrets};
 use idch_autoscaler::control::PoolControl;
+use idch_autoscaler::http::auth::WebhookAuth;
+use idch_autoscaler::http::{self, AppState};
 use idch_autoscaler::metrics::Metrics;
-use idch_autoscaler::routes::{self, AppState};
-use idch_autoscaler::state::State;
+use idch_autoscaler::snapshot::State;
 use idch_autoscaler::store::Store;
 
 use crate::common::{synthetic_view, Args};
@@ -95,7 +95,7 @@ router = {{ rule = "Path(`/calculate`)", entry_points = ["web"] }}
             traefik.len(),
             targets.len()
         );
-        let serve = axum::serve(listener, routes::router(app));
+        let serve = axum::serve(listener, http::router(app));
         match tokio::time::timeout(max_time, serve).await {
             Ok(result) => result.context("server failed"),
             Err(_) => Ok(()),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use idch_autoscaler::cloud::sim::{Faults, SimArgs, SimHandle};
+use idch_autoscaler::sim::{Faults, SimArgs, SimHandle};
 use rand::Rng;
 
 use crate::common::{free_port, summary_ms, this_exe, Args, Service, API_KEY, API_KEY_ENV};

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use idch_autoscaler::cloud::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
-use idch_autoscaler::cloud::CloudClient;
 use idch_autoscaler::config::{Config, Secret, Secrets};
+use idch_autoscaler::idch::CloudClient;
+use idch_autoscaler::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
 use idch_autoscaler::startup::{Application, Running};
 
 pub const API_KEY: &str = "test-api-key";

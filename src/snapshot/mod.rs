@@ -12,9 +12,11 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::config::PoolConfig;
-use crate::domain::{BackendState, PoolView};
 use crate::metrics::Metrics;
-use crate::routes::{http_sd, traefik};
+use crate::pool::{BackendState, PoolView};
+
+pub mod http_sd;
+pub mod traefik;
 
 /// One generation of everything readers see.
 #[derive(Debug)]
@@ -128,7 +130,7 @@ fn reuse_if_same(old: Option<&Bytes>, new: Vec<u8>) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Backend, Role};
+    use crate::pool::{Backend, Role};
 
     fn config(pools: &str) -> Vec<Arc<PoolConfig>> {
         crate::config::Config::parse(&format!("[idcloudhost]\n{pools}"))
@@ -239,7 +241,7 @@ mod tests {
             backend("web-3", Role::Clone, "10.0.0.3", BackendState::Unhealthy),
             backend("web-4", Role::Clone, "10.0.0.4", BackendState::Booting),
         ];
-        crate::domain::sort_backends(&mut backends, "web-");
+        crate::pool::sort_backends(&mut backends, "web-");
         state.publish(0, view("web", backends.clone()));
         let first = state.load().traefik.clone().unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&first).unwrap();

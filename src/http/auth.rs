@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::{AuthConfig, Secret, Secrets};
-use crate::routes::constant_time_eq;
+use axum::http::{header, HeaderMap};
 
 pub struct HmacAuth {
     pub secret: Secret,
@@ -159,6 +158,27 @@ pub fn sign(secret: &str, timestamp: Option<&str>, body: &[u8]) -> String {
     }
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
+pub fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, given)) = value.split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer")
+        && constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes())
+}
+
+/// Compares two byte strings in time that depends only on their lengths (`subtle`).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

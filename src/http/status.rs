@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{ApiError, AppState};
 use crate::config::PoolConfig;
-use crate::domain::{BackendState, PoolView};
+use crate::pool::{BackendState, PoolView};
 
 #[derive(Serialize)]
 struct PoolStatus<'a> {

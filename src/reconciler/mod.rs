@@ -16,13 +16,13 @@ use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn, Instrument};
 
 use crate::clock;
-use crate::cloud::{CloudClient, CloudError, Vm};
 use crate::config::{PoolConfig, Termination};
 use crate::control::PoolControl;
-use crate::domain::{self, Backend, BackendState, PoolView, ProbeStreak, Role};
+use crate::idch::{CloudClient, CloudError, Vm};
 use crate::metrics::Metrics;
+use crate::pool::{self, Backend, BackendState, PoolView, ProbeStreak, Role};
 use crate::shutdown::Shutdown;
-use crate::state::State;
+use crate::snapshot::State;
 use crate::store::{Activity, Intent, Phase, Store};
 
 /// Longest wait between two clone attempts after failures.
@@ -242,7 +242,7 @@ impl PoolReconciler {
                 Phase::Provisioning => None,
             })
             .collect();
-        let next = domain::observe(&self.view.backends, &vms, &self.pool, &leaving, now);
+        let next = pool::observe(&self.view.backends, &vms, &self.pool, &leaving, now);
         for b in &next {
             if !self.view.backends.iter().any(|old| old.uuid == b.uuid) {
                 info!(vm = %b.name, uuid = %b.uuid, role = b.role.as_str(), state = b.state.as_str(), "adopted");
@@ -376,8 +376,7 @@ impl PoolReconciler {
         for (i, ok) in results {
             let b: &mut Backend = &mut self.view.backends[i];
             let streak = self.streaks.entry(b.uuid.clone()).or_default();
-            if let Some((from, since)) = domain::apply_probe(b, streak, ok, &self.pool.health, now)
-            {
+            if let Some((from, since)) = pool::apply_probe(b, streak, ok, &self.pool.health, now) {
                 let (name, to) = (b.name.clone(), b.state);
                 info!(vm = %name, from = from.as_str(), to = to.as_str(), "backend state changed");
                 self.time_in_state(from, now - since);
@@ -435,7 +434,7 @@ impl PoolReconciler {
                         state: BackendState::Booting,
                         since: now,
                     });
-                    domain::sort_backends(&mut self.view.backends, &self.pool.clone_prefix);
+                    pool::sort_backends(&mut self.view.backends, &self.pool.clone_prefix);
                 }
             }
             Err(e) => {
@@ -647,7 +646,7 @@ impl PoolReconciler {
             let age = |b: &Backend| {
                 (
                     b.created_at.clone().unwrap_or_default(),
-                    domain::clone_number(&b.name, prefix).unwrap_or(0),
+                    pool::clone_number(&b.name, prefix).unwrap_or(0),
                 )
             };
             // Not-ready clones go first; then the newest (or oldest) first.

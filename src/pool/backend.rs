@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::cloud::Vm;
 use crate::config::{HealthConfig, PoolConfig};
+use crate::idch::Vm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState};
 use crate::control::{ControlError, Outcome, PoolControl};
-use crate::decide::{Decision, Direction};
+use crate::pool::decide::{Decision, Direction};
 
 /// Largest accepted webhook body. Alertmanager and Grafana groups are far smaller.
 pub const MAX_BODY: usize = 256 * 1024;

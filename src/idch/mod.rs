@@ -1,7 +1,6 @@
-//! The IDCloudHost side: the API client, its wire types, and the built-in simulator.
+//! The IDCloudHost API client and its wire types.
 
 pub mod client;
-pub mod sim;
 pub mod wire;
 
 pub use client::{CloudClient, CloudError};

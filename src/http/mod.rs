@@ -1,14 +1,14 @@
-//! The HTTP endpoints. Each document's wire types live in its own module.
+//! The HTTP endpoints: routes, auth, `ApiError`. Serves the snapshot's bytes; the API's wire
+//! types live beside the route that speaks them.
 
-pub mod http_sd;
+pub mod auth;
 pub mod status;
-pub mod traefik;
 pub mod webhooks;
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State as AxumState};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -16,7 +16,8 @@ use axum::{Json, Router};
 use bytes::Bytes;
 
 use crate::config::Secret;
-use crate::state::State;
+use crate::snapshot::State;
+use auth::bearer_matches;
 
 /// Everything a handler may need. Cheap to clone.
 #[derive(Clone)]
@@ -25,7 +26,7 @@ pub struct AppState {
     /// Bearer token required on the read endpoints, when configured.
     pub read_token: Option<Arc<Secret>>,
     /// Credentials accepted on the webhook and `/v1` write endpoints.
-    pub webhook_auth: Arc<crate::auth::WebhookAuth>,
+    pub webhook_auth: Arc<crate::http::auth::WebhookAuth>,
     /// Desired size per pool, in configuration order.
     pub controls: Arc<Vec<Arc<crate::control::PoolControl>>>,
     pub store: Arc<crate::store::Store>,
@@ -110,29 +111,6 @@ async fn require_read_token(
     next.run(req).await
 }
 
-/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
-pub fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, given)) = value.split_once(' ') else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case("bearer")
-        && constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes())
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn not_ready() -> Response {
     let mut resp = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -183,6 +161,7 @@ async fn metrics_handler(AxumState(app): AxumState<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderMap;
 
     #[test]
     fn bearer_comparison() {

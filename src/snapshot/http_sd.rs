@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::PoolConfig;
-use crate::domain::PoolView;
+use crate::pool::PoolView;
 
 #[derive(Serialize)]
 struct TargetGroup<'a> {

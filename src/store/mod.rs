@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::decide::Clocks;
+use crate::pool::decide::Clocks;
 
 /// Why a VM is tracked: it is being created, drained or deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

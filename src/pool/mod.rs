@@ -1,0 +1,10 @@
+//! The pool's pure rules: backends and their lifecycle, the webhook decision and the
+//! reconciler's plan.
+//!
+//! Architecture invariant: nothing here does I/O, reads a clock, draws a random number or
+//! (de)serialises. Every function takes data (including `now`) and returns data.
+
+pub mod backend;
+pub mod decide;
+
+pub use backend::*;
