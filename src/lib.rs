@@ -15,6 +15,7 @@
 //! - [`sim`] and [`workload`]: the built-in IDCloudHost simulator and the sample `calculate`
 //!   app that simulated VMs run; apart from the service (they import nothing from it).
 
+pub mod backoff;
 pub mod check;
 pub mod clock;
 pub mod config;

@@ -15,10 +15,11 @@ use crate::http::auth::WebhookAuth;
 use crate::http::{self, AppState};
 use crate::idch::CloudClient;
 use crate::metrics::Metrics;
-use crate::reconciler::PoolReconciler;
+use crate::reconciler::lister::Lister;
+use crate::reconciler::{Deps, PoolReconciler};
 use crate::shutdown::Shutdown;
 use crate::snapshot::State;
-use crate::store::Store;
+use crate::store::{Store, Writer};
 
 pub struct Application {
     listener: TcpListener,
@@ -26,6 +27,7 @@ pub struct Application {
     state: Arc<State>,
     app: AppState,
     reconcilers: Vec<PoolReconciler>,
+    lister: Lister,
 }
 
 /// A running service (see [`Application::spawn`]).
@@ -77,19 +79,20 @@ impl Application {
             .iter()
             .map(|p| PoolControl::load(p.clone(), store.clone(), metrics.clone()).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        // One lister per (api_url, location): the configuration has one of each, so one lister
+        // serves every pool.
+        let (lister, lister_handle) = Lister::new(cloud.clone(), config.reconcile_interval);
+        let deps = Deps {
+            cloud: cloud.clone(),
+            state: state.clone(),
+            store: store.clone(),
+            writer: Writer::start(store.clone()),
+            lister: lister_handle,
+        };
         let reconcilers = controls
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                PoolReconciler::new(
-                    i,
-                    c.clone(),
-                    cloud.clone(),
-                    state.clone(),
-                    store.clone(),
-                    config.reconcile_interval,
-                )
-            })
+            .map(|(i, c)| PoolReconciler::new(i, c.clone(), &deps))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -108,6 +111,7 @@ impl Application {
             state,
             app,
             reconcilers,
+            lister,
         })
     }
 
@@ -148,11 +152,12 @@ impl Application {
     }
 
     async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let tasks: Vec<_> = self
+        let mut tasks: Vec<_> = self
             .reconcilers
             .into_iter()
             .map(|r| tokio::spawn(r.run(shutdown.clone())))
             .collect();
+        tasks.push(tokio::spawn(self.lister.run(shutdown.clone())));
         let router = http::router(self.app);
         let wait = shutdown.clone();
         let served = axum::serve(self.listener, router)

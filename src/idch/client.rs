@@ -8,7 +8,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -88,12 +87,7 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << attempt.min(16));
-        let ceiling = exp.min(self.cap);
-        // Full jitter: uniformly in [ceiling/2, ceiling], so retries of many clients spread out
-        // while each still waits a meaningful time.
-        let half = ceiling / 2;
-        half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+        crate::backoff::Backoff::new(self.base, self.cap).delay(attempt)
     }
 }
 

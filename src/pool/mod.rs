@@ -6,5 +6,6 @@
 
 pub mod backend;
 pub mod decide;
+pub mod plan;
 
 pub use backend::*;

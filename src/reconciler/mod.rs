@@ -1,113 +1,148 @@
-//! The per-pool reconciler: the only writer of its pool's view. It re-lists the cloud's VMs every
-//! `reconcile_interval`, probes every backend every `health.interval`, and converges the pool
-//! towards the desired size: clone (one call at a time), health-gate, drain, delete.
+//! The per-pool reconciler: the only writer of its pool's view. It takes its location's VM list
+//! from the [`lister`], probes every backend every `health.interval` (booting clones every
+//! [`BOOT_PROBE_INTERVAL`]), asks the pure planner ([`crate::pool::plan`]) for the next steps and
+//! hands them to the [`executor`], whose results come back as events.
 //!
-//! It is level-triggered: each pass looks at what exists now (the cloud's list), what is intended
-//! (the store's intents) and what is desired, whatever woke it. Cloud errors back off and are
-//! recorded; the loop never dies. A cloud outage keeps the last good list.
+//! It is level-triggered: each pass plans from what exists now (the last list and the probes),
+//! what is intended (the intents) and what is desired, whatever woke it. The loop never awaits a
+//! cloud call; it awaits only the local, durable write of a drain's intent before the VM leaves
+//! Traefik's list. Cloud errors back off and are recorded; the loop never dies.
+
+pub mod executor;
+pub mod lister;
+pub mod probe;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn, Instrument};
 
+use crate::backoff::Backoff;
 use crate::clock;
-use crate::config::{PoolConfig, Termination};
+use crate::config::PoolConfig;
 use crate::control::PoolControl;
-use crate::idch::{CloudClient, CloudError, Vm};
+use crate::idch::{CloudError, Vm};
 use crate::metrics::Metrics;
+use crate::pool::plan::{
+    self, CloneResolution, DeleteCause, DrainCause, Intent, Observed, Phase, Policy, Progress,
+    Step,
+};
 use crate::pool::{self, Backend, BackendState, PoolView, ProbeStreak, Role};
 use crate::shutdown::Shutdown;
 use crate::snapshot::State;
-use crate::store::{Activity, Intent, Phase, Store};
+use crate::store::{Activity, Store, Writer};
 
-/// Longest wait between two clone attempts after failures.
-const CLONE_BACKOFF_CAP: f64 = 300.0;
-/// Longest wait between two delete attempts of the same VM.
-const DELETE_BACKOFF_CAP: f64 = 60.0;
+use executor::{Event, Executor};
+use lister::{ListOutcome, ListerHandle, Listing};
+use probe::Prober;
 
-type CloneResult = (String, Result<Vm, CloudError>);
+/// How often a booting clone is probed (and fetched while it has no address), so that it is
+/// ready within about `healthy_threshold` × this of its app answering.
+pub const BOOT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Clone and boot failures back off from 2 s up to 5 minutes.
+const CLONE_BACKOFF: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
+/// Failed deletes and IP releases of one VM back off from 2 s up to a minute.
+const STEP_BACKOFF: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+
+/// The shared parts a reconciler is built from.
+pub struct Deps {
+    pub cloud: crate::idch::CloudClient,
+    pub state: Arc<State>,
+    pub store: Arc<Store>,
+    pub writer: Writer,
+    pub lister: ListerHandle,
+}
 
 pub struct PoolReconciler {
     index: usize,
     pool: Arc<PoolConfig>,
+    policy: Policy,
     control: Arc<PoolControl>,
-    cloud: CloudClient,
     state: Arc<State>,
-    store: Arc<Store>,
+    writer: Writer,
     metrics: Arc<Metrics>,
-    reconcile_interval: Duration,
-    probe: Prober,
-    /// The working copy of the pool's view; published to `state` after every step.
+    lister: ListerHandle,
+    executor: Executor,
+    events: mpsc::UnboundedReceiver<Event>,
+    prober: Prober,
+    /// The working copy of the pool's view; published to `state` after every pass.
     view: PoolView,
     /// Consecutive probe results by VM uuid.
     streaks: HashMap<String, ProbeStreak>,
-    /// VMs on their way in or out, by name: a write-through copy of the store's intents.
-    intents: HashMap<String, Intent>,
-    /// Every VM name in the last list (any pool), so a new clone name never collides.
+    /// VMs on their way in or out: a write-through copy of the store's intents.
+    intents: Vec<Intent>,
+    /// Every VM name in the last list (any pool).
     names_in_cloud: HashSet<String>,
-    listed_once: bool,
-    probe_rounds: u32,
-    /// The name whose clone call is in flight.
-    cloning: Option<String>,
-    clone_tx: mpsc::Sender<CloneResult>,
-    clone_rx: mpsc::Receiver<CloneResult>,
+    /// The seq of the last listing handled; 0 before the first.
+    listed_seq: u64,
+    /// When the last successful list began.
+    list_started: f64,
+    full_rounds: u32,
+    /// A full probe round is in flight.
+    probing: bool,
+    /// A boot probe round is in flight.
+    boot_probing: bool,
     /// Consecutive clone or boot failures, and when the next clone may be tried.
     clone_failures: u32,
     clone_not_before: f64,
-    /// Deletes that failed: attempts so far and when to try again, by uuid.
-    delete_backoff: HashMap<String, (u32, f64)>,
+    /// Failed deletes and IP releases: attempts so far, and when to try again, by uuid.
+    step_failures: HashMap<String, u32>,
+    not_before: HashMap<String, f64>,
     /// Clones whose public IP was released (or found to have none).
     released_ips: HashSet<String>,
-    /// When the last successful list call began.
-    last_list_started: f64,
+    /// Clones whose readiness was announced (survives restarts, so it is not announced twice).
+    announced: HashSet<String>,
+    /// When the planner asked to be asked again.
+    wake_at: Option<f64>,
 }
 
 impl PoolReconciler {
-    pub fn new(
-        index: usize,
-        control: Arc<PoolControl>,
-        cloud: CloudClient,
-        state: Arc<State>,
-        store: Arc<Store>,
-        reconcile_interval: Duration,
-    ) -> anyhow::Result<Self> {
+    pub fn new(index: usize, control: Arc<PoolControl>, deps: &Deps) -> anyhow::Result<Self> {
         let pool = control.config.clone();
-        let intents = store
-            .intents(&pool.name)?
-            .into_iter()
-            .map(|i| (i.name.clone(), i))
-            .collect();
-        let (clone_tx, clone_rx) = mpsc::channel(4);
-        let metrics = state.metrics().clone();
+        let started = clock::now();
+        let mut intents = deps.store.intents(&pool.name)?;
+        for i in intents.iter_mut() {
+            // A clone call in flight when the service stopped: its end is unknown, so a list
+            // that begins after this start decides.
+            if i.phase == Phase::Provisioning && i.until.is_none() {
+                i.until = Some(started);
+            }
+        }
+        let announced = deps.store.announced(&pool.name)?;
+        let (tx, events) = mpsc::unbounded_channel();
+        let cloud = deps.cloud.clone();
         Ok(Self {
             index,
-            probe: Prober::new(&pool),
+            policy: Policy::of(&pool),
+            prober: Prober::new(&pool),
             view: PoolView::new(&pool.name),
             pool,
             control,
-            cloud,
-            state,
-            store,
-            metrics,
-            reconcile_interval,
+            state: deps.state.clone(),
+            writer: deps.writer.clone(),
+            metrics: deps.state.metrics().clone(),
+            lister: deps.lister.clone(),
+            executor: Executor::new(cloud, tx),
+            events,
             streaks: HashMap::new(),
             intents,
             names_in_cloud: HashSet::new(),
-            listed_once: false,
-            probe_rounds: 0,
-            cloning: None,
-            clone_tx,
-            clone_rx,
+            listed_seq: 0,
+            list_started: 0.0,
+            full_rounds: 0,
+            probing: false,
+            boot_probing: false,
             clone_failures: 0,
             clone_not_before: 0.0,
-            delete_backoff: HashMap::new(),
+            step_failures: HashMap::new(),
+            not_before: HashMap::new(),
             released_ips: HashSet::new(),
-            last_list_started: 0.0,
+            announced,
+            wake_at: None,
         })
     }
 
@@ -115,22 +150,37 @@ impl PoolReconciler {
     pub async fn run(mut self, shutdown: Shutdown) {
         let span = tracing::info_span!("pool", pool = %self.pool.name);
         async move {
-            let mut relist = tokio::time::interval(self.reconcile_interval);
-            relist.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            let mut probe = tokio::time::interval(self.pool.health.interval);
+            // Timers start at a random phase, so many pools do not probe in step.
+            let interval = self.pool.health.interval;
+            let phase = interval.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+            let mut probe = tokio::time::interval_at(tokio::time::Instant::now() + phase, interval);
             probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            // The first list comes before the first probe round.
-            relist.tick().await;
-            self.relist().await;
+            let mut boot = tokio::time::interval(BOOT_PROBE_INTERVAL.min(interval));
+            boot.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut listings = self.lister.listings.clone();
+            listings.mark_changed();
             loop {
+                let wake = self.wake_at.map(|t| {
+                    tokio::time::Instant::now() + Duration::from_secs_f64((t - clock::now()).max(0.0))
+                });
                 tokio::select! {
                     _ = shutdown.wait() => break,
-                    _ = relist.tick() => self.relist().await,
-                    _ = probe.tick() => self.probe_all().await,
+                    changed = listings.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let listing = listings.borrow_and_update().clone();
+                        if let Some(listing) = listing {
+                            self.on_listing(&listing).await;
+                        }
+                    }
+                    _ = probe.tick() => self.start_probe_round(true),
+                    _ = boot.tick() => self.start_probe_round(false),
                     _ = self.control.wake.notified() => {},
-                    Some((name, result)) = self.clone_rx.recv() => self.on_clone_result(name, result),
+                    Some(event) = self.events.recv() => self.on_event(event),
+                    _ = sleep_until(wake) => {},
                 }
-                self.act().await;
+                self.converge().await;
                 self.publish();
             }
         }
@@ -139,66 +189,76 @@ impl PoolReconciler {
     }
 
     fn publish(&mut self) {
-        let mut provisioning: Vec<String> = self
-            .intents
-            .values()
-            .filter(|i| i.phase == Phase::Provisioning)
-            .map(|i| i.name.clone())
-            .filter(|n| !self.view.backends.iter().any(|b| &b.name == n))
-            .collect();
+        let mut provisioning: Vec<String> =
+            plan::unresolved_clones(&self.intents, &self.names_in_cloud)
+                .map(|i| i.name.clone())
+                .filter(|n| !self.view.backends.iter().any(|b| &b.name == n))
+                .collect();
         provisioning.sort();
         self.view.provisioning = provisioning;
         self.state.publish(self.index, self.view.clone());
     }
 
-    fn record(&self, action: &str, cause: &str, outcome: &str, detail: String) {
-        self.metrics.activity(&self.pool.name, action, outcome);
-        if let Err(e) = self.store.record(
-            &self.pool.name,
-            &Activity::new(action, cause, outcome, detail),
-        ) {
-            error!(error = %format!("{e:#}"), "cannot record an activity");
-        }
+    // ---- persistence: every write goes through the store's writer thread, in order ----------
+
+    fn record(&self, activity: Activity) {
+        self.metrics
+            .activity(&self.pool.name, &activity.action, &activity.outcome);
+        let pool = self.pool.name.clone();
+        drop(self.writer.submit(move |s| {
+            s.record(&pool, &activity)
+                .inspect_err(|e| error!(error = %format!("{e:#}"), "cannot record an activity"))
+        }));
     }
 
-    fn put_intent(&mut self, intent: Intent, activity: Option<Activity>) {
+    /// Writes an intent (replacing the one with the same key) and returns when it is durable.
+    fn put_intent(
+        &mut self,
+        intent: Intent,
+        activity: Option<Activity>,
+    ) -> oneshot::Receiver<anyhow::Result<()>> {
         if let Some(a) = &activity {
-            self.metrics
-                .activity(&self.pool.name, &a.action, &a.outcome);
+            self.metrics.activity(&self.pool.name, &a.action, &a.outcome);
         }
-        if let Err(e) = self
-            .store
-            .put_intent(&self.pool.name, &intent, activity.as_ref())
-        {
-            error!(error = %format!("{e:#}"), vm = %intent.name, "cannot persist an intent");
-        }
-        self.intents.insert(intent.name.clone(), intent);
+        self.intents.retain(|i| i.key() != intent.key());
+        self.intents.push(intent.clone());
+        let pool = self.pool.name.clone();
+        self.writer.submit(move |s| {
+            s.put_intent(&pool, &intent, activity.as_ref())
+                .inspect_err(|e| error!(error = %format!("{e:#}"), vm = %intent.name, "cannot persist an intent"))
+        })
     }
 
-    fn drop_intent(&mut self, name: &str, activity: Option<Activity>) {
+    fn drop_intent(&mut self, key: &str, activity: Option<Activity>) {
         if let Some(a) = &activity {
-            self.metrics
-                .activity(&self.pool.name, &a.action, &a.outcome);
+            self.metrics.activity(&self.pool.name, &a.action, &a.outcome);
         }
-        if let Err(e) = self
-            .store
-            .remove_intent(&self.pool.name, name, activity.as_ref())
-        {
-            error!(error = %format!("{e:#}"), vm = %name, "cannot persist an intent");
-        }
-        self.intents.remove(name);
+        self.intents.retain(|i| i.key() != key);
+        let (pool, key) = (self.pool.name.clone(), key.to_string());
+        drop(self.writer.submit(move |s| {
+            s.remove_intent(&pool, &key, activity.as_ref())
+                .inspect_err(|e| error!(error = %format!("{e:#}"), key, "cannot persist an intent"))
+        }));
     }
 
-    /// Moves a backend to a new state, logging the transition and timing the old state.
-    fn transition(&mut self, i: usize, to: BackendState, now: f64) {
-        let b = &mut self.view.backends[i];
+    fn intent_mut(&mut self, key: &str) -> Option<&mut Intent> {
+        self.intents.iter_mut().find(|i| i.key() == key)
+    }
+
+    // ---- state changes ---------------------------------------------------------------------
+
+    /// Moves a backend (by uuid) to a new state, logging the transition and timing the old state.
+    fn transition(&mut self, uuid: &str, to: BackendState, now: f64) {
+        let Some(b) = self.view.backends.iter_mut().find(|b| b.uuid == uuid) else {
+            return;
+        };
         if b.state == to {
             return;
         }
         let (from, since) = (b.state, b.since);
         b.state = to;
         b.since = now;
-        info!(vm = %b.name, from = from.as_str(), to = to.as_str(), "backend state changed");
+        info!(vm = %b.name, uuid, from = from.as_str(), to = to.as_str(), "backend state changed");
         self.time_in_state(from, now - since);
     }
 
@@ -212,40 +272,160 @@ impl PoolReconciler {
             .observe(seconds.max(0.0));
     }
 
-    async fn relist(&mut self) {
-        let started = clock::now();
+    fn clone_failed(&mut self, now: f64) {
+        let wait = CLONE_BACKOFF.delay(self.clone_failures);
+        self.clone_failures = self.clone_failures.saturating_add(1);
+        self.clone_not_before = now + wait.as_secs_f64();
+    }
+
+    fn step_failed(&mut self, uuid: &str, now: f64) -> u32 {
+        let attempts = self.step_failures.entry(uuid.to_string()).or_insert(0);
+        let wait = STEP_BACKOFF.delay(*attempts);
+        *attempts += 1;
+        let attempts = *attempts;
+        self.not_before
+            .insert(uuid.to_string(), now + wait.as_secs_f64());
+        attempts
+    }
+
+    fn forget_vm(&mut self, uuid: &str) {
+        self.streaks.remove(uuid);
+        self.step_failures.remove(uuid);
+        self.not_before.remove(uuid);
+        self.released_ips.remove(uuid);
+        if self.announced.remove(uuid) {
+            let (pool, uuid) = (self.pool.name.clone(), uuid.to_string());
+            drop(
+                self.writer
+                    .submit(move |s| s.forget_announced(&pool, &uuid)),
+            );
+        }
+    }
+
+    // ---- the list ----------------------------------------------------------------------------
+
+    async fn on_listing(&mut self, listing: &Listing) {
+        if listing.seq <= self.listed_seq {
+            return;
+        }
         let labels = vec![("pool", self.pool.name.clone())];
-        let vms = match self.cloud.list_vms().await {
-            Ok(vms) => vms,
-            Err(e) => {
-                if self.view.cloud_ok || !self.listed_once {
-                    warn!(error = %e, "cannot list VMs; keeping the last good view");
-                }
-                if e.is_config_error() {
-                    error!(error = %e, "IDCloudHost refuses our API key: fix the configuration");
-                }
+        let vms = match &listing.outcome {
+            ListOutcome::Ok(vms) => vms.clone(),
+            ListOutcome::Failed { message, .. } => {
                 self.view.cloud_ok = false;
-                self.view.last_error = Some(e.to_string());
+                self.view.last_error = Some(message.clone());
                 self.metrics.cloud_up.get_or_create(&labels).set(0);
                 self.metrics.reconcile_errors.get_or_create(&labels).inc();
                 return;
             }
         };
+        let first = self.listed_seq == 0;
+        self.listed_seq = listing.seq;
         let now = clock::now();
         self.names_in_cloud = vms.iter().map(|v| v.name.clone()).collect();
+        let uuids: HashSet<&str> = vms.iter().map(|v| v.uuid.as_str()).collect();
+
+        // Clone calls: found, or (ended before this list began and absent) outcome unknown.
+        for r in plan::resolve_clones(&self.intents, &self.names_in_cloud, listing.started) {
+            match r {
+                CloneResolution::Found { name } => {
+                    let late = self
+                        .intents
+                        .iter()
+                        .any(|i| i.key() == name && i.phase == Phase::Reserved);
+                    self.drop_intent(&name, None);
+                    if late {
+                        info!(vm = %name, "a clone whose call had no answer appeared: adopting it");
+                    }
+                }
+                CloneResolution::NotFound { name } => {
+                    warn!(vm = %name, "a clone call with no answer did not create its VM (yet): its name stays reserved");
+                    if let Some(mut i) = self.intents.iter().find(|i| i.key() == name).cloned() {
+                        i.phase = Phase::Reserved;
+                        i.since = now;
+                        drop(self.put_intent(
+                            i,
+                            Some(Activity::new(
+                                "clone",
+                                "re-listed after a clone call with no answer",
+                                "not_created",
+                                format!("{name}: not in the list; the name is not reused, and a VM that appears under it is adopted"),
+                            )),
+                        ));
+                    }
+                }
+                CloneResolution::Expired { name } => self.drop_intent(&name, None),
+            }
+        }
+        // Drains and deletes whose VM is gone are done.
+        let gone: Vec<Intent> = self
+            .intents
+            .iter()
+            .filter(|i| matches!(i.phase, Phase::Draining | Phase::Deleting))
+            .filter(|i| i.uuid.as_deref().is_none_or(|u| !uuids.contains(u)))
+            .cloned()
+            .collect();
+        for i in gone {
+            let uuid = i.uuid.clone().unwrap_or_default();
+            if !self.executor.busy().contains(&uuid) {
+                self.drop_intent(
+                    i.key(),
+                    Some(Activity::new(
+                        "delete",
+                        "no longer in the cloud's list",
+                        "ok",
+                        format!("{} ({uuid})", i.name),
+                    )),
+                );
+            }
+        }
+
         let leaving: HashMap<String, BackendState> = self
             .intents
-            .values()
-            .filter_map(|i| match i.phase {
-                Phase::Draining => Some((i.name.clone(), BackendState::Draining)),
-                Phase::Deleting => Some((i.name.clone(), BackendState::Deleting)),
-                Phase::Provisioning => None,
+            .iter()
+            .filter_map(|i| {
+                let state = match i.phase {
+                    Phase::Draining => BackendState::Draining,
+                    Phase::Deleting => BackendState::Deleting,
+                    _ => return None,
+                };
+                i.uuid.clone().map(|u| (u, state))
             })
             .collect();
-        let next = pool::observe(&self.view.backends, &vms, &self.pool, &leaving, now);
+        let mut next = pool::observe(&self.view.backends, &vms, &self.pool, &leaving, now);
+        // A clone answered after this list began: keep it until a later list shows it.
+        for b in &self.view.backends {
+            let pending = self.intents.iter().any(|i| {
+                i.phase == Phase::Provisioning
+                    && i.uuid.as_deref() == Some(b.uuid.as_str())
+                    && i.until.is_none_or(|t| t >= listing.started)
+            });
+            if pending && !next.iter().any(|n| n.uuid == b.uuid) {
+                next.push(b.clone());
+            }
+        }
+        pool::sort_backends(&mut next, &self.pool.clone_prefix);
+
         for b in &next {
             if !self.view.backends.iter().any(|old| old.uuid == b.uuid) {
                 info!(vm = %b.name, uuid = %b.uuid, role = b.role.as_str(), state = b.state.as_str(), "adopted");
+                let ours = self.intents.iter().any(|i| {
+                    i.phase == Phase::Provisioning
+                        && (i.name == b.name || i.uuid.as_deref() == Some(b.uuid.as_str()))
+                });
+                if first || !ours {
+                    let cause = if first {
+                        "found at start-up"
+                    } else {
+                        "appeared in the cloud's list"
+                    };
+                    self.record(Activity::new(
+                        "adopted",
+                        cause,
+                        "ok",
+                        format!("{} ({}) {}, {}", b.name, b.uuid, b.role.as_str(), b.state.as_str()),
+                    ));
+                }
             }
         }
         let vanished: Vec<Backend> = self
@@ -256,174 +436,272 @@ impl PoolReconciler {
             .cloned()
             .collect();
         for old in vanished {
-            self.streaks.remove(&old.uuid);
             self.time_in_state(old.state, now - old.since);
-            if old.state.is_leaving() {
-                // Deleted (by us, or by someone else while we drained it): done either way.
-                if self.intents.contains_key(&old.name) {
-                    self.drop_intent(
-                        &old.name,
-                        Some(Activity::new(
-                            "delete",
-                            "no longer in the cloud's list",
-                            "ok",
-                            old.name.clone(),
-                        )),
-                    );
-                }
-            } else {
+            if !old.state.is_leaving() {
                 warn!(vm = %old.name, uuid = %old.uuid, "vanished from the cloud");
                 if old.role == Role::Clone {
-                    self.record(
+                    self.record(Activity::new(
                         "vanished",
                         "deleted outside the autoscaler",
                         "observed",
                         format!("{} ({})", old.name, old.uuid),
-                    );
+                    ));
                 }
             }
-        }
-        // Leaving intents whose VM is not in the list any more are done.
-        let finished: Vec<String> = self
-            .intents
-            .values()
-            .filter(|i| i.phase != Phase::Provisioning && !self.names_in_cloud.contains(&i.name))
-            .map(|i| i.name.clone())
-            .collect();
-        for name in finished {
-            self.drop_intent(&name, None);
-        }
-        // Provisioning intents: found by name → adopted; not found in a list that began after
-        // the clone call ended → the clone did not happen, and may be tried again.
-        let provisioning: Vec<Intent> = self
-            .intents
-            .values()
-            .filter(|i| i.phase == Phase::Provisioning)
-            .cloned()
-            .collect();
-        for intent in provisioning {
-            if self.names_in_cloud.contains(&intent.name) {
-                self.drop_intent(&intent.name, None);
-            } else if self.cloning.as_deref() != Some(intent.name.as_str())
-                && intent.until.is_some_and(|t| started > t)
-            {
-                self.drop_intent(
-                    &intent.name,
-                    Some(Activity::new(
-                        "clone",
-                        "re-listed after a clone call with no answer",
-                        "not_created",
-                        intent.name.clone(),
-                    )),
-                );
-            } else if self.cloning.as_deref() != Some(intent.name.as_str())
-                && intent.until.is_none()
-            {
-                // From before a restart: the call's end is unknown; this list decides next time.
-                let mut i = intent.clone();
-                i.until = Some(started);
-                self.put_intent(i, None);
-            }
+            self.forget_vm(&old.uuid);
         }
         let seed_present = next.iter().any(|b| b.role == Role::Seed);
-        if !seed_present && (self.view.seed_present || !self.listed_once) {
+        if !seed_present && (self.view.seed_present || first) {
             warn!(seed = %self.pool.seed_vm, "the seed VM is not in the cloud's VM list");
-        }
-        if !self.view.cloud_ok && self.listed_once {
-            info!("cloud reachable again");
         }
         self.view.backends = next;
         self.view.seed_present = seed_present;
         self.view.cloud_ok = true;
         self.view.last_error = None;
-        self.view.last_success = Some(now);
-        self.listed_once = true;
-        self.last_list_started = started;
+        self.view.last_success = Some(listing.finished);
+        self.list_started = listing.started;
         self.metrics.cloud_up.get_or_create(&labels).set(1);
-        self.metrics.last_reconcile.get_or_create(&labels).set(now);
+        self.metrics
+            .last_reconcile
+            .get_or_create(&labels)
+            .set(listing.finished);
+        if first {
+            // The first probe round right after the first list, whatever the timer's phase.
+            self.start_probe_round(true);
+        }
+        if self.control.desired().is_none() {
+            let active = self
+                .view
+                .backends
+                .iter()
+                .filter(|b| !b.state.is_leaving())
+                .count() as u32;
+            let unresolved = plan::unresolved_clones(&self.intents, &self.names_in_cloud).count() as u32;
+            let control = self.control.clone();
+            let init = tokio::task::spawn_blocking(move || control.init_from_observed(active + unresolved)).await;
+            match init {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!(error = %format!("{e:#}"), "cannot persist the initial desired size"),
+                Err(e) => error!(error = %e, "the initial desired size could not be written"),
+            }
+        }
     }
 
-    async fn probe_all(&mut self) {
-        if !self.listed_once {
+    // ---- probes ------------------------------------------------------------------------------
+
+    /// Starts a probe round as a task: `full` rounds probe every backend with an address, boot
+    /// rounds only booting clones (fetching those without an address yet).
+    fn start_probe_round(&mut self, full: bool) {
+        if self.listed_seq == 0 || (full && self.probing) || (!full && self.boot_probing) {
             return;
         }
-        let targets: Vec<(usize, Option<String>)> = self
-            .view
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                (
-                    i,
-                    b.ip.clone().filter(|_| {
-                        b.cloud_status == "running" && b.state != BackendState::Deleting
-                    }),
-                )
-            })
-            .collect();
-        let results = futures::future::join_all(targets.into_iter().map(|(i, ip)| {
-            let probe = &self.probe;
-            async move {
-                let ok = match ip {
-                    Some(ip) => probe.check(&ip).await,
-                    None => false,
-                };
-                (i, ok)
+        let mut targets = Vec::new();
+        for b in &self.view.backends {
+            if b.state == BackendState::Deleting {
+                continue;
             }
-        }))
-        .await;
+            let booting = b.state == BackendState::Booting;
+            if !full && !booting {
+                continue;
+            }
+            match &b.ip {
+                // A booting VM is probed as soon as it has an address, whatever its status.
+                Some(ip) if booting || b.cloud_status == "running" => {
+                    targets.push((b.uuid.clone(), Some(ip.clone())))
+                }
+                _ => {
+                    if booting && b.role == Role::Clone {
+                        self.executor.fetch(&b.uuid);
+                    }
+                    if full {
+                        targets.push((b.uuid.clone(), None));
+                    }
+                }
+            }
+        }
+        if !full && targets.is_empty() {
+            return;
+        }
+        if full {
+            self.probing = true;
+        } else {
+            self.boot_probing = true;
+        }
+        let (prober, events) = (self.prober.clone(), self.executor_events());
+        tokio::spawn(async move {
+            let results = futures::future::join_all(targets.into_iter().map(|(uuid, ip)| {
+                let prober = prober.clone();
+                async move {
+                    let ok = match ip {
+                        Some(ip) => prober.check(&ip).await,
+                        None => false,
+                    };
+                    (uuid, ok)
+                }
+            }))
+            .await;
+            let _ = events.send(Event::Probed { results, full });
+        });
+    }
+
+    fn executor_events(&self) -> mpsc::UnboundedSender<Event> {
+        self.executor.events()
+    }
+
+    fn on_probed(&mut self, results: Vec<(String, bool)>, full: bool) {
         let now = clock::now();
-        for (i, ok) in results {
-            let b: &mut Backend = &mut self.view.backends[i];
-            let streak = self.streaks.entry(b.uuid.clone()).or_default();
-            if let Some((from, since)) = pool::apply_probe(b, streak, ok, &self.pool.health, now) {
-                let (name, to) = (b.name.clone(), b.state);
-                info!(vm = %name, from = from.as_str(), to = to.as_str(), "backend state changed");
-                self.time_in_state(from, now - since);
-                if from == BackendState::Booting
-                    && to == BackendState::Ready
-                    && self.view.backends[i].role == Role::Clone
-                {
-                    self.clone_failures = 0;
-                    self.record(
+        for (uuid, ok) in results {
+            let Some(b) = self.view.backends.iter_mut().find(|b| b.uuid == uuid) else {
+                continue;
+            };
+            let streak = self.streaks.entry(uuid.clone()).or_default();
+            let Some((from, since)) = pool::apply_probe(b, streak, ok, &self.pool.health, now)
+            else {
+                continue;
+            };
+            let (name, to, role) = (b.name.clone(), b.state, b.role);
+            info!(vm = %name, from = from.as_str(), to = to.as_str(), "backend state changed");
+            self.time_in_state(from, now - since);
+            if from == BackendState::Booting && to == BackendState::Ready && role == Role::Clone {
+                self.clone_failures = 0;
+                if self.announced.insert(uuid.clone()) {
+                    let activity = Activity::new(
                         "ready",
                         "health gate passed",
                         "ok",
                         format!("{name} after {:.1}s", now - since),
                     );
+                    self.metrics.activity(&self.pool.name, "ready", "ok");
+                    let pool = self.pool.name.clone();
+                    drop(self.writer.submit(move |s| s.announce(&pool, &uuid, &activity)));
+                } else {
+                    info!(vm = %name, "ready again after a restart (already announced)");
                 }
             }
         }
-        self.probe_rounds = self.probe_rounds.saturating_add(1);
-        if !self.view.synced && self.probe_rounds >= self.pool.health.healthy_threshold {
-            self.view.synced = true;
-            info!(
-                ready = self.view.count(BackendState::Ready),
-                total = self.view.backends.len(),
-                "pool synced"
-            );
+        if full {
+            self.full_rounds = self.full_rounds.saturating_add(1);
+            if !self.view.synced && self.full_rounds >= self.pool.health.healthy_threshold {
+                self.view.synced = true;
+                info!(
+                    ready = self.view.count(BackendState::Ready),
+                    total = self.view.backends.len(),
+                    "pool synced"
+                );
+            }
         }
     }
 
-    fn on_clone_result(&mut self, name: String, result: Result<Vm, CloudError>) {
-        self.cloning = None;
+    // ---- events from the executor ------------------------------------------------------------
+
+    fn on_event(&mut self, event: Event) {
+        self.executor.finished(&event);
         let now = clock::now();
+        match event {
+            Event::Probed { results, full } => {
+                if full {
+                    self.probing = false;
+                } else {
+                    self.boot_probing = false;
+                }
+                self.on_probed(results, full);
+            }
+            Event::Cloned { name, result } => self.on_cloned(name, result, now),
+            Event::Deleted { uuid, name, result } => match result {
+                Ok(how) => {
+                    info!(vm = %name, uuid = %uuid, ?how, "deleted");
+                    if let Some(i) = self.view.backends.iter().position(|b| b.uuid == uuid) {
+                        let b = self.view.backends.remove(i);
+                        self.time_in_state(b.state, now - b.since);
+                    }
+                    if !self.view.backends.iter().any(|b| b.name == name) {
+                        self.names_in_cloud.remove(&name);
+                    }
+                    self.forget_vm(&uuid);
+                    self.drop_intent(
+                        &uuid,
+                        Some(Activity::new(
+                            "delete",
+                            "drain finished",
+                            "ok",
+                            format!("{name} ({uuid})"),
+                        )),
+                    );
+                    self.lister.poke();
+                }
+                Err(e) => {
+                    let attempts = self.step_failed(&uuid, now);
+                    warn!(vm = %name, error = %e, attempts, "delete failed; will retry");
+                    self.record(Activity::new(
+                        "delete",
+                        "drain finished",
+                        "failed",
+                        format!("{name}: {e}"),
+                    ));
+                }
+            },
+            Event::IpsReleased { uuid, name, result } => match result {
+                Ok(addresses) => {
+                    self.released_ips.insert(uuid);
+                    for address in addresses {
+                        info!(vm = %name, %address, "released the public IP");
+                        self.record(Activity::new(
+                            "release_ip",
+                            "release_public_ip = true",
+                            "ok",
+                            format!("{name}: {address}"),
+                        ));
+                    }
+                }
+                Err(e) => {
+                    let attempts = self.step_failed(&uuid, now);
+                    warn!(vm = %name, error = %e, attempts, "cannot release the public IP; will retry");
+                }
+            },
+            Event::Fetched { uuid, result } => {
+                if let Ok(vm) = result {
+                    if let Some(b) = self
+                        .view
+                        .backends
+                        .iter_mut()
+                        .find(|b| b.uuid == uuid && b.state == BackendState::Booting)
+                    {
+                        b.ip = vm.private_ipv4.or(b.ip.take());
+                        b.cloud_status = vm.status;
+                    }
+                }
+            }
+            Event::NotDurable { key, error } => {
+                error!(key, error, "an intent could not be written: the step was not taken");
+                if let Some(i) = self.intents.iter().position(|i| i.key() == key) {
+                    if self.intents[i].phase == Phase::Provisioning {
+                        self.intents.remove(i);
+                        self.clone_failed(now);
+                    } else {
+                        self.step_failed(&key, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_cloned(&mut self, name: String, result: Result<Vm, CloudError>, now: f64) {
+        self.lister.poke();
         match result {
             Ok(vm) => {
                 info!(vm = %vm.name, uuid = %vm.uuid, "cloned");
                 let detail = format!("{} ({})", vm.name, vm.uuid);
-                match self.intents.get(&name).cloned() {
+                let activity = Activity::new("clone", "below desired size", "ok", detail);
+                match self.intent_mut(&name).cloned() {
                     Some(mut intent) => {
                         intent.uuid = Some(vm.uuid.clone());
                         intent.until = Some(now);
-                        let activity = Activity::new("clone", "below desired size", "ok", detail);
-                        self.put_intent(intent, Some(activity));
+                        drop(self.put_intent(intent, Some(activity)));
                     }
                     // A list taken while the call was in flight already adopted it.
-                    None => self.record("clone", "below desired size", "ok", detail),
+                    None => self.record(activity),
                 }
                 if !self.view.backends.iter().any(|b| b.uuid == vm.uuid) {
-                    self.names_in_cloud.insert(vm.name.clone());
                     self.view.backends.push(Backend {
                         uuid: vm.uuid.clone(),
                         name: vm.name.clone(),
@@ -442,19 +720,19 @@ impl PoolReconciler {
                 if e.outcome_unknown() {
                     warn!(vm = %name, error = %e, "clone call failed; the VM may exist: re-listing before trying again");
                     let detail = format!("{name}: {e}");
-                    match self.intents.get(&name).cloned() {
+                    match self.intent_mut(&name).cloned() {
                         Some(mut intent) => {
                             intent.until = Some(now);
                             let activity =
                                 Activity::new("clone", "below desired size", "unknown", detail);
-                            self.put_intent(intent, Some(activity));
+                            drop(self.put_intent(intent, Some(activity)));
                         }
-                        None => self.record(
+                        None => self.record(Activity::new(
                             "clone",
                             "below desired size",
                             "unknown",
                             format!("{detail}; already found in the cloud's list"),
-                        ),
+                        )),
                     }
                 } else {
                     if e.is_config_error() {
@@ -476,92 +754,116 @@ impl PoolReconciler {
         }
     }
 
-    fn clone_failed(&mut self, now: f64) {
-        self.clone_failures = self.clone_failures.saturating_add(1);
-        let exp = (2f64.powi(self.clone_failures.min(16) as i32)).min(CLONE_BACKOFF_CAP);
-        let jitter = rand::thread_rng().gen_range(0.5..=1.0);
-        self.clone_not_before = now + exp * jitter;
-    }
+    // ---- planning ----------------------------------------------------------------------------
 
-    /// The smallest `n` such that `{clone_prefix}{n}` names no VM and no intent.
-    fn next_clone_name(&self) -> String {
-        (1u64..)
-            .map(|n| format!("{}{n}", self.pool.clone_prefix))
-            .find(|name| !self.names_in_cloud.contains(name) && !self.intents.contains_key(name))
-            .expect("some number is free")
-    }
-
-    /// One convergence step.
-    async fn act(&mut self) {
-        if !self.listed_once {
+    /// Plans and takes the steps, until the plan has none left (at most a few rounds: each step
+    /// makes its VM busy or leaving).
+    async fn converge(&mut self) {
+        self.wake_at = None;
+        if self.listed_seq == 0 {
             return;
-        }
-        let now = clock::now();
-        let active = self
-            .view
-            .backends
-            .iter()
-            .filter(|b| !b.state.is_leaving())
-            .count() as u32;
-        let provisioning = self
-            .intents
-            .values()
-            .filter(|i| i.phase == Phase::Provisioning && !self.names_in_cloud.contains(&i.name))
-            .count() as u32;
-        if self.control.desired().is_none() {
-            if let Err(e) = self.control.init_from_observed(active + provisioning) {
-                error!(error = %format!("{e:#}"), "cannot persist the initial desired size");
-                return;
-            }
         }
         let Some(desired) = self.control.desired() else {
             return;
         };
-
-        // Drains that are over, and deletes to (re)try.
-        let due: Vec<usize> = (0..self.view.backends.len())
-            .filter(|&i| {
-                let b = &self.view.backends[i];
-                match b.state {
-                    BackendState::Draining => self
-                        .intents
-                        .get(&b.name)
-                        .and_then(|i| i.until)
-                        .is_none_or(|t| now >= t),
-                    BackendState::Deleting => true,
-                    _ => false,
+        for _ in 0..4 {
+            let now = clock::now();
+            let plan = plan::plan(
+                Observed {
+                    backends: &self.view.backends,
+                    names_in_cloud: &self.names_in_cloud,
+                    seed_present: self.view.seed_present,
+                },
+                &self.intents,
+                desired,
+                &self.policy,
+                Progress {
+                    busy: self.executor.busy(),
+                    released_ips: &self.released_ips,
+                    clone_not_before: self.clone_not_before,
+                    not_before: &self.not_before,
+                },
+                now,
+            );
+            self.wake_at = plan.next;
+            if plan.steps.is_empty() {
+                return;
+            }
+            let mut durable = Vec::new();
+            for step in plan.steps {
+                if let Some(rx) = self.take(step, now) {
+                    durable.push(rx);
                 }
-            })
-            .filter(|&i| {
-                self.delete_backoff
-                    .get(&self.view.backends[i].uuid)
-                    .is_none_or(|(_, t)| now >= *t)
-            })
-            .collect();
-        let mut deleted = Vec::new();
-        for i in due {
-            if self.delete(i, now).await {
-                deleted.push(i);
+            }
+            // A drain's intent is on disk before the VM leaves Traefik's list (the publish).
+            for rx in durable {
+                let _ = rx.await;
             }
         }
-        for i in deleted.into_iter().rev() {
-            let b = self.view.backends.remove(i);
-            self.names_in_cloud.remove(&b.name);
-        }
+    }
 
-        // Clones that never became healthy, and clones unhealthy for too long.
-        for i in 0..self.view.backends.len() {
-            let b = &self.view.backends[i];
-            if b.role != Role::Clone {
-                continue;
+    /// Takes one step; returns the write to wait for before publishing, if any.
+    fn take(&mut self, step: Step, now: f64) -> Option<oneshot::Receiver<anyhow::Result<()>>> {
+        match step {
+            Step::Clone { name } => {
+                info!(vm = %name, "cloning the seed");
+                let rx = self.put_intent(
+                    Intent {
+                        name: name.clone(),
+                        uuid: None,
+                        phase: Phase::Provisioning,
+                        since: now,
+                        until: None,
+                        reason: "below desired size".into(),
+                    },
+                    None,
+                );
+                self.executor.clone_vm(self.pool.seed_vm.clone(), name, rx);
+                None
             }
-            let age = now - b.since;
-            if b.state == BackendState::Booting && age > self.pool.boot_timeout.as_secs_f64() {
-                let (name, uuid) = (b.name.clone(), b.uuid.clone());
+            Step::Drain {
+                uuid,
+                name,
+                until,
+                cause,
+            } => {
+                let (action, cause) = match cause {
+                    DrainCause::AboveDesired { desired } => {
+                        ("drain", format!("above desired size {desired}"))
+                    }
+                    DrainCause::Unhealthy => {
+                        warn!(vm = %name, "unhealthy too long: draining and replacing it");
+                        (
+                            "replace_unhealthy",
+                            format!(
+                                "unhealthy for longer than {}",
+                                humantime::format_duration(self.pool.replace_unhealthy_after)
+                            ),
+                        )
+                    }
+                };
+                self.transition(&uuid, BackendState::Draining, now);
+                let detail = format!(
+                    "{name}: out of Traefik now, deleted after {}",
+                    humantime::format_duration(self.pool.drain_period)
+                );
+                Some(self.put_intent(
+                    Intent {
+                        name,
+                        uuid: Some(uuid),
+                        phase: Phase::Draining,
+                        since: now,
+                        until: Some(until),
+                        reason: cause.clone(),
+                    },
+                    Some(Activity::new(action, cause, "started", detail)),
+                ))
+            }
+            Step::GiveUpBoot { uuid, name } => {
                 warn!(vm = %name, "not healthy within boot_timeout: deleting it");
                 self.clone_failed(now);
-                self.transition(i, BackendState::Deleting, now);
-                self.put_intent(
+                self.transition(&uuid, BackendState::Deleting, now);
+                Some(self.put_intent(
                     Intent {
                         name: name.clone(),
                         uuid: Some(uuid),
@@ -579,275 +881,50 @@ impl PoolReconciler {
                         "deleting",
                         name,
                     )),
-                );
-            } else if b.state == BackendState::Unhealthy
-                && age > self.pool.replace_unhealthy_after.as_secs_f64()
-            {
-                let name = b.name.clone();
-                self.start_drain(
-                    i,
-                    now,
-                    "replace_unhealthy",
-                    &format!(
-                        "unhealthy for longer than {}",
-                        humantime::format_duration(self.pool.replace_unhealthy_after)
-                    ),
-                );
-                warn!(vm = %name, "unhealthy too long: draining and replacing it");
+                ))
             }
-        }
-
-        // Release the public IP of new clones, once they run (the address may be assigned late).
-        if self.pool.release_public_ip {
-            let pending: Vec<(String, String)> = self
-                .view
-                .backends
-                .iter()
-                .filter(|b| {
-                    b.role == Role::Clone
-                        && !b.state.is_leaving()
-                        && b.cloud_status == "running"
-                        && !self.released_ips.contains(&b.uuid)
-                })
-                .map(|b| (b.uuid.clone(), b.name.clone()))
-                .collect();
-            for (uuid, name) in pending {
-                self.release_public_ips(&uuid, &name).await;
-            }
-        }
-
-        // Converge on desired.
-        let active = self
-            .view
-            .backends
-            .iter()
-            .filter(|b| !b.state.is_leaving())
-            .count() as u32;
-        let total = self.view.backends.len() as u32 + provisioning;
-        if active + provisioning < desired {
-            let in_flight = self.cloning.is_some() || provisioning > 0;
-            if !in_flight
-                && total < self.pool.max
-                && now >= self.clone_not_before
-                && self.view.seed_present
-            {
-                self.start_clone(now);
-            }
-        } else if active > desired {
-            let mut candidates: Vec<usize> = (0..self.view.backends.len())
-                .filter(|&i| {
-                    let b = &self.view.backends[i];
-                    b.role == Role::Clone && !b.state.is_leaving()
-                })
-                .collect();
-            let termination = self.pool.termination;
-            let prefix = &self.pool.clone_prefix;
-            let backends = &self.view.backends;
-            let age = |b: &Backend| {
-                (
-                    b.created_at.clone().unwrap_or_default(),
-                    pool::clone_number(&b.name, prefix).unwrap_or(0),
-                )
-            };
-            // Not-ready clones go first; then the newest (or oldest) first.
-            candidates.sort_by(|&a, &b| {
-                let (x, y) = (&backends[a], &backends[b]);
-                let ready = (x.state == BackendState::Ready).cmp(&(y.state == BackendState::Ready));
-                let by_age = match termination {
-                    Termination::Newest => age(y).cmp(&age(x)),
-                    Termination::Oldest => age(x).cmp(&age(y)),
-                };
-                ready.then(by_age)
-            });
-            let excess = (active - desired) as usize;
-            for i in candidates.into_iter().take(excess) {
-                self.start_drain(i, now, "drain", &format!("above desired size {desired}"));
-            }
-        }
-    }
-
-    fn start_drain(&mut self, i: usize, now: f64, action: &str, cause: &str) {
-        let (name, uuid) = (
-            self.view.backends[i].name.clone(),
-            self.view.backends[i].uuid.clone(),
-        );
-        let until = now + self.pool.drain_period.as_secs_f64();
-        self.transition(i, BackendState::Draining, now);
-        self.put_intent(
-            Intent {
-                name: name.clone(),
-                uuid: Some(uuid),
-                phase: Phase::Draining,
-                since: now,
-                until: Some(until),
-                reason: cause.to_string(),
-            },
-            Some(Activity::new(
-                action,
-                cause,
-                "started",
-                format!(
-                    "{name}: out of Traefik now, deleted after {}",
-                    humantime::format_duration(self.pool.drain_period)
-                ),
-            )),
-        );
-    }
-
-    fn start_clone(&mut self, now: f64) {
-        let name = self.next_clone_name();
-        info!(vm = %name, "cloning the seed");
-        // The intent is durable before the call: after a crash the name is looked for.
-        self.put_intent(
-            Intent {
-                name: name.clone(),
-                uuid: None,
-                phase: Phase::Provisioning,
-                since: now,
-                until: None,
-                reason: "below desired size".into(),
-            },
-            None,
-        );
-        self.cloning = Some(name.clone());
-        let (cloud, seed, tx) = (
-            self.cloud.clone(),
-            self.pool.seed_vm.clone(),
-            self.clone_tx.clone(),
-        );
-        tokio::spawn(async move {
-            let result = cloud.clone_vm(&seed, &name).await;
-            let _ = tx.send((name, result)).await;
-        });
-    }
-
-    /// Deletes backend `i`; true when it is gone (404 included).
-    async fn delete(&mut self, i: usize, now: f64) -> bool {
-        let (name, uuid) = (
-            self.view.backends[i].name.clone(),
-            self.view.backends[i].uuid.clone(),
-        );
-        self.transition(i, BackendState::Deleting, now);
-        if self.intents.get(&name).map(|i| i.phase) != Some(Phase::Deleting) {
-            let reason = self
-                .intents
-                .get(&name)
-                .map(|i| i.reason.clone())
-                .unwrap_or_default();
-            self.put_intent(
-                Intent {
-                    name: name.clone(),
-                    uuid: Some(uuid.clone()),
-                    phase: Phase::Deleting,
-                    since: now,
-                    until: None,
-                    reason,
-                },
-                None,
-            );
-        }
-        match self.cloud.delete_vm(&uuid).await {
-            Ok(how) => {
-                info!(vm = %name, ?how, "deleted");
-                self.delete_backoff.remove(&uuid);
-                self.released_ips.remove(&uuid);
-                self.streaks.remove(&uuid);
-                let since = self.view.backends[i].since;
-                self.time_in_state(BackendState::Deleting, clock::now() - since);
-                self.drop_intent(
-                    &name,
-                    Some(Activity::new(
-                        "delete",
-                        "drain finished",
-                        "ok",
-                        format!("{name} ({uuid})"),
-                    )),
-                );
-                true
-            }
-            Err(e) => {
-                let attempts = self.delete_backoff.get(&uuid).map_or(0, |(n, _)| *n) + 1;
-                let wait = 2f64.powi(attempts.min(16) as i32).min(DELETE_BACKOFF_CAP);
-                self.delete_backoff
-                    .insert(uuid.clone(), (attempts, now + wait));
-                warn!(vm = %name, error = %e, attempts, "delete failed; will retry");
-                self.record("delete", "drain finished", "failed", format!("{name}: {e}"));
-                false
-            }
-        }
-    }
-
-    async fn release_public_ips(&mut self, uuid: &str, name: &str) {
-        match self.cloud.list_floating_ips(Some(uuid)).await {
-            Ok(ips) => {
-                let mut all_ok = true;
-                for ip in ips
-                    .iter()
-                    .filter(|ip| ip.assigned_to.as_deref() == Some(uuid))
-                {
-                    match self.cloud.delete_floating_ip(&ip.address).await {
-                        Ok(_) => {
-                            info!(vm = %name, address = %ip.address, "released the public IP");
-                            self.record(
-                                "release_ip",
-                                "release_public_ip = true",
-                                "ok",
-                                format!("{name}: {}", ip.address),
-                            );
-                        }
-                        Err(e) => {
-                            all_ok = false;
-                            warn!(vm = %name, error = %e, "cannot release the public IP; will retry");
-                        }
+            Step::Delete { uuid, name, cause } => {
+                self.transition(&uuid, BackendState::Deleting, now);
+                let existing = self.intents.iter().find(|i| i.key() == uuid).cloned();
+                let rx = match existing {
+                    Some(i) if i.phase == Phase::Deleting => {
+                        // Already durable: nothing to wait for.
+                        let (tx, rx) = oneshot::channel();
+                        let _ = tx.send(Ok(()));
+                        rx
                     }
-                }
-                if all_ok {
-                    self.released_ips.insert(uuid.to_string());
-                }
+                    other => {
+                        let reason = other.map(|i| i.reason).unwrap_or_else(|| match cause {
+                            DeleteCause::DrainFinished => "drain finished".into(),
+                            DeleteCause::Marked => "marked for deletion".into(),
+                        });
+                        self.put_intent(
+                            Intent {
+                                name: name.clone(),
+                                uuid: Some(uuid.clone()),
+                                phase: Phase::Deleting,
+                                since: now,
+                                until: None,
+                                reason,
+                            },
+                            None,
+                        )
+                    }
+                };
+                self.executor.delete(uuid, name, rx);
+                None
             }
-            Err(e) => warn!(vm = %name, error = %e, "cannot list the public IPs; will retry"),
+            Step::ReleaseIp { uuid, name } => {
+                self.executor.release_ips(uuid, name);
+                None
+            }
         }
     }
 }
 
-/// The health probe of one pool: an HTTP GET of `health.path` (2xx = healthy), or a TCP
-/// connect to the service port when no path is configured.
-pub struct Prober {
-    http: reqwest::Client,
-    path: Option<String>,
-    port: u16,
-    timeout: Duration,
-}
-
-impl Prober {
-    pub fn new(pool: &PoolConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(pool.health.timeout)
-            // A fresh connection per probe: an idle keep-alive must not hide a dead listener.
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("a plain HTTP client always builds");
-        Self {
-            http,
-            path: pool.health.path.clone(),
-            port: pool.service_port,
-            timeout: pool.health.timeout,
-        }
-    }
-
-    pub async fn check(&self, ip: &str) -> bool {
-        match &self.path {
-            Some(path) => {
-                let url = format!("http://{ip}:{}{path}", self.port);
-                matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
-            }
-            None => {
-                let addr = format!("{ip}:{}", self.port);
-                matches!(
-                    tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await,
-                    Ok(Ok(_))
-                )
-            }
-        }
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -13,47 +13,10 @@ use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::pool::decide::Clocks;
+pub use crate::pool::plan::{Intent, Phase};
 
-/// Why a VM is tracked: it is being created, drained or deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Provisioning,
-    Draining,
-    Deleting,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Provisioning => "provisioning",
-            Phase::Draining => "draining",
-            Phase::Deleting => "deleting",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Phase> {
-        match s {
-            "provisioning" => Some(Phase::Provisioning),
-            "draining" => Some(Phase::Draining),
-            "deleting" => Some(Phase::Deleting),
-            _ => None,
-        }
-    }
-}
-
-/// One VM the reconciler is acting on, keyed by (pool, name).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Intent {
-    pub name: String,
-    /// Unknown while a clone call has not answered.
-    pub uuid: Option<String>,
-    pub phase: Phase,
-    /// Unix seconds when this phase began.
-    pub since: f64,
-    /// Draining: when the VM may be deleted.
-    pub until: Option<f64>,
-    pub reason: String,
-}
+mod writer;
+pub use writer::Writer;
 
 /// One entry of the activity history.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +24,8 @@ pub struct Activity {
     pub id: i64,
     pub at: f64,
     /// What was decided or done: `scale_up`, `scale_down`, `set_desired`, `clone`, `ready`,
-    /// `release_ip`, `drain`, `delete`, `boot_failed`, `replace_unhealthy`, `vanished`.
+    /// `adopted`, `release_ip`, `drain`, `delete`, `boot_failed`, `replace_unhealthy`,
+    /// `vanished`.
     pub action: String,
     /// Why: the webhook, the operator, the reconciler's reason.
     pub cause: String,
@@ -81,15 +45,24 @@ CREATE TABLE IF NOT EXISTS pools (
     last_up REAL,
     last_down REAL
 );
-CREATE TABLE IF NOT EXISTS intents (
+-- Keyed by the VM's uuid once known (drains, deletes), by its name before (clone calls).
+CREATE TABLE IF NOT EXISTS vm_intents (
     pool TEXT NOT NULL,
+    key TEXT NOT NULL,
     name TEXT NOT NULL,
     uuid TEXT,
     phase TEXT NOT NULL,
     since REAL NOT NULL,
     until REAL,
     reason TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (pool, name)
+    PRIMARY KEY (pool, key)
+);
+-- Clones whose readiness was announced (a `ready` activity), so a restart does not announce
+-- them again.
+CREATE TABLE IF NOT EXISTS announced (
+    pool TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    PRIMARY KEY (pool, uuid)
 );
 CREATE TABLE IF NOT EXISTS activities (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -128,6 +101,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate_intents(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -182,7 +156,7 @@ impl Store {
     pub fn intents(&self, pool: &str) -> anyhow::Result<Vec<Intent>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT name, uuid, phase, since, until, reason FROM intents WHERE pool = ?1 ORDER BY name",
+            "SELECT name, uuid, phase, since, until, reason FROM vm_intents WHERE pool = ?1 ORDER BY name, key",
         )?;
         let rows = stmt.query_map(params![pool], |r| {
             Ok((
@@ -228,8 +202,8 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO intents (pool, name, uuid, phase, since, until, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(pool, name) DO UPDATE SET uuid = ?3, phase = ?4, since = ?5, until = ?6, reason = ?7",
+            "INSERT INTO vm_intents (pool, key, name, uuid, phase, since, until, reason) VALUES (?1, ?8, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(pool, key) DO UPDATE SET name = ?2, uuid = ?3, phase = ?4, since = ?5, until = ?6, reason = ?7",
             params![
                 pool,
                 intent.name,
@@ -237,7 +211,8 @@ impl Store {
                 intent.phase.as_str(),
                 intent.since,
                 intent.until,
-                intent.reason
+                intent.reason,
+                intent.key()
             ],
         )?;
         if let Some(a) = activity {
@@ -247,23 +222,58 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets an intent, with an activity, in one transaction.
+    /// Forgets an intent (by [`Intent::key`]), with an activity, in one transaction.
     pub fn remove_intent(
         &self,
         pool: &str,
-        name: &str,
+        key: &str,
         activity: Option<&Activity>,
     ) -> anyhow::Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "DELETE FROM intents WHERE pool = ?1 AND name = ?2",
-            params![pool, name],
+            "DELETE FROM vm_intents WHERE pool = ?1 AND key = ?2",
+            params![pool, key],
+        )?;
+        // A deleted VM's announcement is of no use any more.
+        tx.execute(
+            "DELETE FROM announced WHERE pool = ?1 AND uuid = ?2",
+            params![pool, key],
         )?;
         if let Some(a) = activity {
             insert_activity(&tx, pool, a)?;
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// The clones of a pool whose readiness was announced.
+    pub fn announced(&self, pool: &str) -> anyhow::Result<std::collections::HashSet<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT uuid FROM announced WHERE pool = ?1")?;
+        let rows = stmt.query_map(params![pool], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that a clone's readiness was announced, with the `ready` activity.
+    pub fn announce(&self, pool: &str, uuid: &str, activity: &Activity) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO announced (pool, uuid) VALUES (?1, ?2)",
+            params![pool, uuid],
+        )?;
+        insert_activity(&tx, pool, activity)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets announcements of VMs that no longer exist.
+    pub fn forget_announced(&self, pool: &str, uuid: &str) -> anyhow::Result<()> {
+        self.conn().execute(
+            "DELETE FROM announced WHERE pool = ?1 AND uuid = ?2",
+            params![pool, uuid],
+        )?;
         Ok(())
     }
 
@@ -290,6 +300,28 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// State files written before intents were keyed by uuid had `intents (pool, name)`: copied
+/// over once, keyed as [`Intent::key`] does, then dropped.
+fn migrate_intents(conn: &Connection) -> anyhow::Result<()> {
+    let old: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'intents'",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        conn.execute_batch(
+            "BEGIN;
+             INSERT OR IGNORE INTO vm_intents (pool, key, name, uuid, phase, since, until, reason)
+               SELECT pool,
+                      CASE WHEN phase IN ('draining', 'deleting') AND uuid IS NOT NULL THEN uuid ELSE name END,
+                      name, uuid, phase, since, until, reason FROM intents;
+             DROP TABLE intents;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
 }
 
 fn insert_activity(conn: &Connection, pool: &str, a: &Activity) -> anyhow::Result<()> {

@@ -1,0 +1,420 @@
+//! The reconciler's next steps, as a pure function: [`plan`] takes what exists, what is
+//! intended, the desired size and the pool's policy at an instant, and returns the steps to take
+//! now, each with its reason, and when it next needs to be asked. No I/O, no clock, no randomness:
+//! the executor does the calls, and tables of cases test the rules below in microseconds.
+//!
+//! The rules, in the order they are applied:
+//! 1. A drain whose `until` has passed, and a VM marked for deletion, are deleted (one call per
+//!    VM at a time; a failed delete waits for its backoff). A drain is never cut short.
+//! 2. A clone not healthy within `boot_timeout` is given up on (deleted; the next clone backs off).
+//! 3. A clone unhealthy longer than `replace_unhealthy_after` is drained (and so replaced).
+//! 4. A running clone's public IP is released once (`release_public_ip`); a failed release
+//!    waits for its backoff.
+//! 5. Below desired: clone one VM at a time, under `max` (which counts every VM of the pool in any
+//!    state, and every clone call not yet resolved), after the clone backoff, with the seed present.
+//!    A clone call whose outcome is unknown blocks the next one until a list that began after it.
+//! 6. Above desired: drain the surplus; not-ready clones first, then the newest (or oldest)
+//!    first. The seed, identified by its uuid alone, is never a victim.
+
+use std::collections::{HashMap, HashSet};
+
+use super::backend::{clone_number, Backend, BackendState, Role};
+use crate::config::{PoolConfig, Termination};
+
+/// Why a VM is tracked: it is being created, drained or deleted, or its name is held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// The clone call is in flight, or it ended and no list since has said whether it worked.
+    Provisioning,
+    /// Out of Traefik's list until `until`, then deleted.
+    Draining,
+    /// The delete call is due or under way.
+    Deleting,
+    /// A clone call whose outcome stayed unknown (no VM in a list that began after it): the name
+    /// is never reused, and a VM that appears under it later is adopted like any other.
+    Reserved,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Provisioning => "provisioning",
+            Phase::Draining => "draining",
+            Phase::Deleting => "deleting",
+            Phase::Reserved => "reserved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        match s {
+            "provisioning" => Some(Phase::Provisioning),
+            "draining" => Some(Phase::Draining),
+            "deleting" => Some(Phase::Deleting),
+            "reserved" => Some(Phase::Reserved),
+            _ => None,
+        }
+    }
+}
+
+/// One VM the reconciler is acting on. Keyed by its uuid once one is known (a drain or a delete
+/// always knows it), by its name before (a clone call that has not answered).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intent {
+    pub name: String,
+    pub uuid: Option<String>,
+    pub phase: Phase,
+    /// When this phase began.
+    pub since: f64,
+    /// Draining: when the VM may be deleted. Provisioning: when the clone call ended (`None`
+    /// while it is in flight).
+    pub until: Option<f64>,
+    pub reason: String,
+}
+
+impl Intent {
+    /// The key under which the intent is stored: a clone call's name (it is what the call
+    /// reserves), else the VM's uuid, so two VMs that share a name are two intents.
+    pub fn key(&self) -> &str {
+        match (self.phase, self.uuid.as_deref()) {
+            (Phase::Draining | Phase::Deleting, Some(uuid)) => uuid,
+            _ => &self.name,
+        }
+    }
+}
+
+/// The part of a pool's configuration the planner reads. Durations in seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub clone_prefix: String,
+    pub max: u32,
+    pub termination: Termination,
+    pub drain_period: f64,
+    pub boot_timeout: f64,
+    pub replace_unhealthy_after: f64,
+    pub release_public_ip: bool,
+}
+
+impl Policy {
+    pub fn of(pool: &PoolConfig) -> Policy {
+        Policy {
+            clone_prefix: pool.clone_prefix.clone(),
+            max: pool.max,
+            termination: pool.termination,
+            drain_period: pool.drain_period.as_secs_f64(),
+            boot_timeout: pool.boot_timeout.as_secs_f64(),
+            replace_unhealthy_after: pool.replace_unhealthy_after.as_secs_f64(),
+            release_public_ip: pool.release_public_ip,
+        }
+    }
+}
+
+/// What exists: the pool's backends as the last list and the probes left them.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    pub backends: &'a [Backend],
+    /// Every VM name in the location's last list (any pool), so a new name never collides.
+    pub names_in_cloud: &'a HashSet<String>,
+    pub seed_present: bool,
+}
+
+/// The executor's bookkeeping that the rules depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Keys (uuid, or name for a clone call) of VMs with a cloud step in flight.
+    pub busy: &'a HashSet<String>,
+    /// Clones whose public IP was released (or found to have none).
+    pub released_ips: &'a HashSet<String>,
+    /// No clone is started before this instant (clone and boot failures back off).
+    pub clone_not_before: f64,
+    /// A failed delete or IP release of a VM (by uuid) is not retried before this instant.
+    pub not_before: &'a HashMap<String, f64>,
+}
+
+/// Why a VM is drained.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DrainCause {
+    /// More active VMs than desired.
+    AboveDesired { desired: u32 },
+    /// Unhealthy longer than `replace_unhealthy_after`.
+    Unhealthy,
+}
+
+/// Why a VM is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteCause {
+    DrainFinished,
+    /// Marked for deletion earlier (a given-up boot, or a delete that failed).
+    Marked,
+}
+
+/// One thing to do now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Clone the seed as `name` (its intent is written before the call).
+    Clone { name: String },
+    /// Take the VM out of Traefik's list now, and delete it at `until`.
+    Drain {
+        uuid: String,
+        name: String,
+        until: f64,
+        cause: DrainCause,
+    },
+    /// Not healthy within `boot_timeout`: mark it for deletion, back off the next clone.
+    GiveUpBoot { uuid: String, name: String },
+    /// Call delete.
+    Delete {
+        uuid: String,
+        name: String,
+        cause: DeleteCause,
+    },
+    /// Release the clone's public IP.
+    ReleaseIp { uuid: String, name: String },
+}
+
+/// The steps to take now and when the planner next needs to be asked (`None`: only when
+/// something changes).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub next: Option<f64>,
+}
+
+impl Plan {
+    fn wake_at(&mut self, at: f64) {
+        self.next = Some(self.next.map_or(at, |n| n.min(at)));
+    }
+}
+
+/// Clone calls not yet resolved: in flight, or failed with an unknown outcome and no list since
+/// that began after them. They count towards the desired size and `max`, and block the next
+/// clone. A call that answered with its VM is resolved: the VM is a backend from then on.
+pub fn unresolved_clones<'a>(
+    intents: &'a [Intent],
+    names_in_cloud: &'a HashSet<String>,
+) -> impl Iterator<Item = &'a Intent> + 'a {
+    intents.iter().filter(move |i| {
+        i.phase == Phase::Provisioning && i.uuid.is_none() && !names_in_cloud.contains(&i.name)
+    })
+}
+
+/// The next steps for one pool. See the module documentation for the rules.
+pub fn plan(
+    observed: Observed<'_>,
+    intents: &[Intent],
+    desired: u32,
+    policy: &Policy,
+    progress: Progress<'_>,
+    now: f64,
+) -> Plan {
+    let mut plan = Plan::default();
+    // States as they will be once this plan's steps are taken.
+    let mut state: Vec<BackendState> = observed.backends.iter().map(|b| b.state).collect();
+    let drain_until: HashMap<&str, Option<f64>> = intents
+        .iter()
+        .filter(|i| i.phase == Phase::Draining)
+        .filter_map(|i| i.uuid.as_deref().map(|u| (u, i.until)))
+        .collect();
+
+    for (i, b) in observed.backends.iter().enumerate() {
+        let busy = progress.busy.contains(&b.uuid);
+        match b.state {
+            // 1. Drains that are over, and deletes to (re)try.
+            BackendState::Draining | BackendState::Deleting => {
+                let due = match b.state {
+                    BackendState::Draining => drain_until
+                        .get(b.uuid.as_str())
+                        .copied()
+                        .flatten()
+                        .unwrap_or(b.since + policy.drain_period),
+                    _ => b.since,
+                };
+                let due = progress
+                    .not_before
+                    .get(&b.uuid)
+                    .map_or(due, |t| due.max(*t));
+                if busy {
+                    continue;
+                }
+                if now >= due {
+                    let cause = if b.state == BackendState::Draining {
+                        DeleteCause::DrainFinished
+                    } else {
+                        DeleteCause::Marked
+                    };
+                    plan.steps.push(Step::Delete {
+                        uuid: b.uuid.clone(),
+                        name: b.name.clone(),
+                        cause,
+                    });
+                } else {
+                    plan.wake_at(due);
+                }
+            }
+            // 2. A boot that takes too long.
+            BackendState::Booting if b.role == Role::Clone => {
+                let deadline = b.since + policy.boot_timeout;
+                if now > deadline {
+                    state[i] = BackendState::Deleting;
+                    plan.steps.push(Step::GiveUpBoot {
+                        uuid: b.uuid.clone(),
+                        name: b.name.clone(),
+                    });
+                } else {
+                    plan.wake_at(deadline);
+                }
+            }
+            // 3. Unhealthy for too long.
+            BackendState::Unhealthy if b.role == Role::Clone => {
+                let deadline = b.since + policy.replace_unhealthy_after;
+                if now > deadline && !busy {
+                    state[i] = BackendState::Draining;
+                    plan.steps.push(Step::Drain {
+                        uuid: b.uuid.clone(),
+                        name: b.name.clone(),
+                        until: now + policy.drain_period,
+                        cause: DrainCause::Unhealthy,
+                    });
+                } else if now <= deadline {
+                    plan.wake_at(deadline);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // 4. Public IPs of running clones.
+    if policy.release_public_ip {
+        for (i, b) in observed.backends.iter().enumerate() {
+            if b.role == Role::Clone
+                && !state[i].is_leaving()
+                && b.cloud_status == "running"
+                && !progress.released_ips.contains(&b.uuid)
+                && !progress.busy.contains(&b.uuid)
+            {
+                match progress.not_before.get(&b.uuid) {
+                    Some(t) if now < *t => plan.wake_at(*t),
+                    _ => plan.steps.push(Step::ReleaseIp {
+                        uuid: b.uuid.clone(),
+                        name: b.name.clone(),
+                    }),
+                }
+            }
+        }
+    }
+
+    // 5 and 6. Converge on desired.
+    let active = state.iter().filter(|s| !s.is_leaving()).count() as u32;
+    let unresolved = unresolved_clones(intents, observed.names_in_cloud).count() as u32;
+    let total = observed.backends.len() as u32 + unresolved;
+    if active + unresolved < desired {
+        if unresolved == 0 && total < policy.max && observed.seed_present {
+            if now >= progress.clone_not_before {
+                plan.steps.push(Step::Clone {
+                    name: next_clone_name(observed, intents, &policy.clone_prefix),
+                });
+            } else {
+                plan.wake_at(progress.clone_not_before);
+            }
+        }
+    } else if active > desired {
+        let mut candidates: Vec<usize> = (0..observed.backends.len())
+            .filter(|&i| observed.backends[i].role == Role::Clone && !state[i].is_leaving())
+            .collect();
+        candidates.sort_by(|&a, &b| victim_order(observed.backends, a, b, policy));
+        let excess = (active - desired) as usize;
+        for i in candidates.into_iter().take(excess) {
+            let b = &observed.backends[i];
+            if progress.busy.contains(&b.uuid) {
+                continue;
+            }
+            state[i] = BackendState::Draining;
+            plan.steps.push(Step::Drain {
+                uuid: b.uuid.clone(),
+                name: b.name.clone(),
+                until: now + policy.drain_period,
+                cause: DrainCause::AboveDesired { desired },
+            });
+        }
+    }
+    plan
+}
+
+/// Not-ready clones first; then the newest (or oldest) first, by creation time, then number.
+fn victim_order(backends: &[Backend], a: usize, b: usize, policy: &Policy) -> std::cmp::Ordering {
+    let (x, y) = (&backends[a], &backends[b]);
+    let age = |b: &Backend| {
+        (
+            b.created_at.clone().unwrap_or_default(),
+            clone_number(&b.name, &policy.clone_prefix).unwrap_or(0),
+            b.uuid.clone(),
+        )
+    };
+    let ready = (x.state == BackendState::Ready).cmp(&(y.state == BackendState::Ready));
+    let by_age = match policy.termination {
+        Termination::Newest => age(y).cmp(&age(x)),
+        Termination::Oldest => age(x).cmp(&age(y)),
+    };
+    ready.then(by_age)
+}
+
+/// The smallest `n` such that `{prefix}{n}` names no VM in the location, no backend and no
+/// intent (a reserved name included).
+pub fn next_clone_name(observed: Observed<'_>, intents: &[Intent], prefix: &str) -> String {
+    (1u64..)
+        .map(|n| format!("{prefix}{n}"))
+        .find(|name| {
+            !observed.names_in_cloud.contains(name)
+                && !observed.backends.iter().any(|b| &b.name == name)
+                && !intents.iter().any(|i| &i.name == name)
+        })
+        .expect("some number is free")
+}
+
+/// What a fresh list means for the clone calls not yet resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CloneResolution {
+    /// A VM with the name is in the list: the intent is done.
+    Found { name: String },
+    /// The call ended before the list began and the list has no such VM: the outcome stays
+    /// unknown, so the name is reserved (never reused) and the next clone may go.
+    NotFound { name: String },
+    /// A reserved name whose VM never appeared within [`RESERVE_NAMES_FOR`]: forgotten.
+    Expired { name: String },
+}
+
+/// How long a name whose clone call had an unknown outcome stays reserved, in seconds. A real
+/// cloud finishes a clone whose client hung up within minutes; an hour is ample.
+pub const RESERVE_NAMES_FOR: f64 = 3600.0;
+
+/// Resolves provisioning intents against a list that began at `list_started`; reserved names
+/// whose VM finally appeared are released (the VM is adopted), and old ones expire.
+pub fn resolve_clones(
+    intents: &[Intent],
+    names_in_cloud: &HashSet<String>,
+    list_started: f64,
+) -> Vec<CloneResolution> {
+    intents
+        .iter()
+        .filter_map(|i| match i.phase {
+            Phase::Provisioning | Phase::Reserved if names_in_cloud.contains(&i.name) => {
+                Some(CloneResolution::Found {
+                    name: i.name.clone(),
+                })
+            }
+            Phase::Provisioning if i.until.is_some_and(|t| list_started > t) => {
+                Some(CloneResolution::NotFound {
+                    name: i.name.clone(),
+                })
+            }
+            Phase::Reserved if list_started > i.since + RESERVE_NAMES_FOR => {
+                Some(CloneResolution::Expired {
+                    name: i.name.clone(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

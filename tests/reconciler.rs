@@ -1,0 +1,263 @@
+//! The reconciler against a slow or unlucky cloud: probes and drains never wait for a cloud
+//! call, two VMs that share a name are one surplus VM, and a restart adopts what it finds
+//! without announcing ready clones again.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use idch_autoscaler::sim::{Faults, SimHandle};
+
+async fn wait_ready(http: &reqwest::Client, url: &str, n: usize) -> serde_json::Value {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{n} ready"),
+        || async move {
+            let s = pool_status(http, url, None).await;
+            (ready_names(&s).len() == n
+                && s["size"] == n as u64
+                && s["provisioning"].as_array().is_some_and(|p| p.is_empty()))
+            .then_some(s)
+        },
+    )
+    .await
+}
+
+/// The server URLs of `/traefik`.
+async fn traefik_servers(http: &reqwest::Client, url: &str) -> Vec<String> {
+    let doc: serde_json::Value = http
+        .get(format!("{url}/traefik"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    doc["http"]["services"]["calculate"]["loadBalancer"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["url"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn backend<'a>(s: &'a serde_json::Value, uuid: &str) -> Option<&'a serde_json::Value> {
+    s["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["uuid"] == uuid)
+}
+
+fn vm_pid(sim: &SimHandle, uuid: &str) -> u32 {
+    sim.state()
+        .vms
+        .iter()
+        .find(|v| v.uuid == uuid)
+        .and_then(|v| v.pid)
+        .expect("the VM's workload runs")
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_drains_keep_their_pace_while_every_cloud_call_takes_5s() {
+    let sim = start_sim(201, Duration::from_millis(100)).await;
+    let mut config = config_for(&sim, "", "");
+    config.cloud.timeout = Duration::from_secs(10);
+    let service = start_service(config, secrets(None)).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    set_desired(&http, &url, 3, None).await;
+    let s = wait_ready(&http, &url, 3).await;
+    let clones: Vec<(String, String)> = s["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["role"] == "clone")
+        .map(|b| {
+            (
+                b["uuid"].as_str().unwrap().to_string(),
+                b["ip"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(clones.len(), 2);
+
+    // From now on every API call (list, get, delete, IP release) takes 5 s.
+    sim.set_faults(Faults {
+        latency: Duration::from_secs(5),
+        ..Faults::default()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A scale-down: the victim (the newest clone) is out of /traefik within one publish.
+    let t = Instant::now();
+    set_desired(&http, &url, 2, None).await;
+    let (victim, victim_ip) = eventually(Duration::from_secs(3), "a drain", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let s = pool_status(&http, &url, None).await;
+            s["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["state"] == "draining")
+                .map(|b| {
+                    (
+                        b["uuid"].as_str().unwrap().to_string(),
+                        b["ip"].as_str().unwrap().to_string(),
+                    )
+                })
+        }
+    })
+    .await;
+    let servers = traefik_servers(&http, &url).await;
+    let drained_after = t.elapsed();
+    assert!(
+        !servers.iter().any(|s| s.contains(&format!("//{victim_ip}:"))),
+        "{servers:?}"
+    );
+    assert!(
+        drained_after < Duration::from_secs(1),
+        "out of Traefik {drained_after:?} after the PUT"
+    );
+
+    // While the drain's delete (and every list) is stuck in the slow cloud, the other clone
+    // stops answering: it leaves /traefik within unhealthy_threshold (2) x interval (200 ms) plus
+    // one interval, with the probe timeout (150 ms) and a margin for a busy machine.
+    let (sick, sick_ip) = clones.iter().find(|(u, _)| *u != victim).unwrap().clone();
+    tokio::time::sleep(Duration::from_secs(3)).await; // the drain is over: its delete is in flight
+    let pid = vm_pid(&sim, &sick);
+    signal(pid, "-STOP");
+    let t = Instant::now();
+    eventually(Duration::from_secs(10), "the frozen clone unhealthy", || {
+        let (http, url, sick) = (http.clone(), url.clone(), sick.clone());
+        async move {
+            let s = pool_status(&http, &url, None).await;
+            backend(&s, &sick)
+                .is_some_and(|b| b["state"] == "unhealthy")
+                .then_some(())
+        }
+    })
+    .await;
+    let unhealthy_after = t.elapsed();
+    let servers = traefik_servers(&http, &url).await;
+    signal(pid, "-CONT");
+    assert!(
+        !servers.iter().any(|s| s.contains(&format!("//{sick_ip}:"))),
+        "{servers:?}"
+    );
+    assert!(
+        unhealthy_after < Duration::from_millis(1500),
+        "unhealthy only {unhealthy_after:?} after it stopped answering"
+    );
+    let deleting = pool_status(&http, &url, None).await;
+    assert!(
+        backend(&deleting, &victim).is_some_and(|b| b["state"] == "deleting"),
+        "the victim's delete was still in flight: {deleting}"
+    );
+    sim.set_faults(Faults::default());
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_vms_with_one_name_are_one_surplus_vm() {
+    let sim = start_sim(202, Duration::from_millis(100)).await;
+    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    set_desired(&http, &url, 2, None).await;
+    let s = wait_ready(&http, &url, 2).await;
+    let name = s["backends"][1]["name"].as_str().unwrap().to_string();
+    // A second VM under the same name, as a clone call that finished after we gave up on it.
+    let late = client_for(&sim)
+        .clone_vm(&sim.seed_uuid(), &name)
+        .await
+        .unwrap();
+    // Until the duplicate is gone, Traefik always has the seed and one clone named `name`.
+    let started = Instant::now();
+    let mut min_servers = usize::MAX;
+    loop {
+        min_servers = min_servers.min(traefik_servers(&http, &url).await.len());
+        let vms = sim.state().vms;
+        if vms.len() == 2 && started.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the duplicate is still there: {:?}",
+            vms.iter().map(|v| (&v.name, &v.uuid)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(min_servers, 2, "one surplus VM drained, never both");
+    let vms = sim.state().vms;
+    assert!(
+        vms.iter().any(|v| v.name == name),
+        "one VM named {name} is left"
+    );
+    let s = wait_ready(&http, &url, 2).await;
+    assert_eq!(s["size"], 2);
+    let acts = activity_log(&http, &url).await;
+    let drains = acts.iter().filter(|a| a["action"] == "drain").count();
+    assert_eq!(drains, 1, "{acts:#?}");
+    assert!(
+        acts.iter()
+            .any(|a| a["action"] == "adopted" && a["detail"].as_str().unwrap().contains(&late.uuid)),
+        "the duplicate was adopted first: {acts:#?}"
+    );
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_adopts_what_it_finds_and_does_not_announce_ready_clones_again() {
+    let sim = start_sim(203, Duration::from_millis(100)).await;
+    let state = std::env::temp_dir().join(format!(
+        "idch-test-adopt-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    set_desired(&http, &url, 2, None).await;
+    wait_ready(&http, &url, 2).await;
+    let count = |acts: &[serde_json::Value], action: &str| {
+        acts.iter().filter(|a| a["action"] == action).count()
+    };
+    let before = activity_log(&http, &url).await;
+    assert_eq!(count(&before, "ready"), 1);
+    assert_eq!(count(&before, "adopted"), 1, "the seed, at the first start");
+    service.stop().await.unwrap();
+
+    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+    wait_ready(&http, &url, 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = activity_log(&http, &url).await;
+    let new = &after[..after.len() - before.len()];
+    assert_eq!(count(new, "adopted"), 2, "one per VM found: {new:#?}");
+    assert_eq!(count(new, "ready"), 0, "no clone re-announced: {new:#?}");
+    // A clone made after the restart is announced as usual.
+    set_desired(&http, &url, 3, None).await;
+    wait_ready(&http, &url, 3).await;
+    let last = activity_log(&http, &url).await;
+    assert_eq!(count(&last, "ready"), 2);
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+    let _ = std::fs::remove_file(&state);
+}
