@@ -52,7 +52,11 @@ mod tests {
         assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(60), "no overflow");
         assert_eq!(b.delay_with(3, 0.0), Duration::from_secs(4));
         assert_eq!(b.delay_with(3, 1.0), Duration::from_secs(8));
-        assert_eq!(b.delay_with(3, 7.0), Duration::from_secs(8), "jitter clamped");
+        assert_eq!(
+            b.delay_with(3, 7.0),
+            Duration::from_secs(8),
+            "jitter clamped"
+        );
         for a in 0..12 {
             let d = b.delay(a);
             assert!(d >= b.ceiling(a) / 2 && d <= b.ceiling(a), "{a}: {d:?}");

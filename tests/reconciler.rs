@@ -124,7 +124,9 @@ async fn probes_and_drains_keep_their_pace_while_every_cloud_call_takes_5s() {
     let servers = traefik_servers(&http, &url).await;
     let drained_after = t.elapsed();
     assert!(
-        !servers.iter().any(|s| s.contains(&format!("//{victim_ip}:"))),
+        !servers
+            .iter()
+            .any(|s| s.contains(&format!("//{victim_ip}:"))),
         "{servers:?}"
     );
     assert!(
@@ -140,15 +142,19 @@ async fn probes_and_drains_keep_their_pace_while_every_cloud_call_takes_5s() {
     let pid = vm_pid(&sim, &sick);
     signal(pid, "-STOP");
     let t = Instant::now();
-    eventually(Duration::from_secs(10), "the frozen clone unhealthy", || {
-        let (http, url, sick) = (http.clone(), url.clone(), sick.clone());
-        async move {
-            let s = pool_status(&http, &url, None).await;
-            backend(&s, &sick)
-                .is_some_and(|b| b["state"] == "unhealthy")
-                .then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the frozen clone unhealthy",
+        || {
+            let (http, url, sick) = (http.clone(), url.clone(), sick.clone());
+            async move {
+                let s = pool_status(&http, &url, None).await;
+                backend(&s, &sick)
+                    .is_some_and(|b| b["state"] == "unhealthy")
+                    .then_some(())
+            }
+        },
+    )
     .await;
     let unhealthy_after = t.elapsed();
     let servers = traefik_servers(&http, &url).await;

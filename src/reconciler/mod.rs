@@ -28,8 +28,7 @@ use crate::control::PoolControl;
 use crate::idch::{CloudError, Vm};
 use crate::metrics::Metrics;
 use crate::pool::plan::{
-    self, CloneResolution, DeleteCause, DrainCause, Intent, Observed, Phase, Policy, Progress,
-    Step,
+    self, CloneResolution, DeleteCause, DrainCause, Intent, Observed, Phase, Policy, Progress, Step,
 };
 use crate::pool::{self, Backend, BackendState, PoolView, ProbeStreak, Role};
 use crate::shutdown::Shutdown;
@@ -161,7 +160,8 @@ impl PoolReconciler {
             listings.mark_changed();
             loop {
                 let wake = self.wake_at.map(|t| {
-                    tokio::time::Instant::now() + Duration::from_secs_f64((t - clock::now()).max(0.0))
+                    tokio::time::Instant::now()
+                        + Duration::from_secs_f64((t - clock::now()).max(0.0))
                 });
                 tokio::select! {
                     _ = shutdown.wait() => break,
@@ -218,7 +218,8 @@ impl PoolReconciler {
         activity: Option<Activity>,
     ) -> oneshot::Receiver<anyhow::Result<()>> {
         if let Some(a) = &activity {
-            self.metrics.activity(&self.pool.name, &a.action, &a.outcome);
+            self.metrics
+                .activity(&self.pool.name, &a.action, &a.outcome);
         }
         self.intents.retain(|i| i.key() != intent.key());
         self.intents.push(intent.clone());
@@ -231,7 +232,8 @@ impl PoolReconciler {
 
     fn drop_intent(&mut self, key: &str, activity: Option<Activity>) {
         if let Some(a) = &activity {
-            self.metrics.activity(&self.pool.name, &a.action, &a.outcome);
+            self.metrics
+                .activity(&self.pool.name, &a.action, &a.outcome);
         }
         self.intents.retain(|i| i.key() != key);
         let (pool, key) = (self.pool.name.clone(), key.to_string());
@@ -423,7 +425,13 @@ impl PoolReconciler {
                         "adopted",
                         cause,
                         "ok",
-                        format!("{} ({}) {}, {}", b.name, b.uuid, b.role.as_str(), b.state.as_str()),
+                        format!(
+                            "{} ({}) {}, {}",
+                            b.name,
+                            b.uuid,
+                            b.role.as_str(),
+                            b.state.as_str()
+                        ),
                     ));
                 }
             }
@@ -476,12 +484,18 @@ impl PoolReconciler {
                 .iter()
                 .filter(|b| !b.state.is_leaving())
                 .count() as u32;
-            let unresolved = plan::unresolved_clones(&self.intents, &self.names_in_cloud).count() as u32;
+            let unresolved =
+                plan::unresolved_clones(&self.intents, &self.names_in_cloud).count() as u32;
             let control = self.control.clone();
-            let init = tokio::task::spawn_blocking(move || control.init_from_observed(active + unresolved)).await;
+            let init = tokio::task::spawn_blocking(move || {
+                control.init_from_observed(active + unresolved)
+            })
+            .await;
             match init {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => error!(error = %format!("{e:#}"), "cannot persist the initial desired size"),
+                Ok(Err(e)) => {
+                    error!(error = %format!("{e:#}"), "cannot persist the initial desired size")
+                }
                 Err(e) => error!(error = %e, "the initial desired size could not be written"),
             }
         }
@@ -573,7 +587,10 @@ impl PoolReconciler {
                     );
                     self.metrics.activity(&self.pool.name, "ready", "ok");
                     let pool = self.pool.name.clone();
-                    drop(self.writer.submit(move |s| s.announce(&pool, &uuid, &activity)));
+                    drop(
+                        self.writer
+                            .submit(move |s| s.announce(&pool, &uuid, &activity)),
+                    );
                 } else {
                     info!(vm = %name, "ready again after a restart (already announced)");
                 }
@@ -672,7 +689,10 @@ impl PoolReconciler {
                 }
             }
             Event::NotDurable { key, error } => {
-                error!(key, error, "an intent could not be written: the step was not taken");
+                error!(
+                    key,
+                    error, "an intent could not be written: the step was not taken"
+                );
                 if let Some(i) = self.intents.iter().position(|i| i.key() == key) {
                     if self.intents[i].phase == Phase::Provisioning {
                         self.intents.remove(i);

@@ -161,8 +161,16 @@ fn victims_not_ready_first_then_newest_or_oldest() {
         (Termination::Newest, 4, &["p-clone-3"]),
         (Termination::Newest, 3, &["p-clone-3", "p-clone-4"]),
         (Termination::Oldest, 3, &["p-clone-4", "p-clone-3"]),
-        (Termination::Newest, 2, &["p-clone-3", "p-clone-4", "p-clone-2"]),
-        (Termination::Oldest, 2, &["p-clone-4", "p-clone-3", "p-clone-1"]),
+        (
+            Termination::Newest,
+            2,
+            &["p-clone-3", "p-clone-4", "p-clone-2"],
+        ),
+        (
+            Termination::Oldest,
+            2,
+            &["p-clone-4", "p-clone-3", "p-clone-1"],
+        ),
         (
             Termination::Newest,
             1,
@@ -180,7 +188,11 @@ fn victims_not_ready_first_then_newest_or_oldest() {
             ..Case::default()
         }
         .run();
-        assert_eq!(drained(&plan), *expected, "{termination:?} desired {desired}");
+        assert_eq!(
+            drained(&plan),
+            *expected,
+            "{termination:?} desired {desired}"
+        );
         for s in &plan.steps {
             if let Step::Drain { until, cause, .. } = s {
                 assert_eq!(*until, 1030.0, "drained for drain_period");
@@ -262,7 +274,13 @@ fn below_desired_clones_one_at_a_time_with_the_smallest_free_name() {
             b("3", Draining, 990.0, "x"),
         ],
         intents: vec![
-            intent("p-clone-3", Some("u3"), Phase::Draining, 990.0, Some(1020.0)),
+            intent(
+                "p-clone-3",
+                Some("u3"),
+                Phase::Draining,
+                990.0,
+                Some(1020.0),
+            ),
             intent("p-clone-2", None, Phase::Reserved, 900.0, Some(950.0)),
         ],
         extra_names: vec!["p-clone-4"],
@@ -285,10 +303,7 @@ fn max_counts_every_vm_of_the_pool_in_any_state_and_unresolved_calls() {
     let case = Case {
         backends: pool.clone(),
         desired: 3,
-        policy: Policy {
-            max: 4,
-            ..policy()
-        },
+        policy: Policy { max: 4, ..policy() },
         busy: vec!["u3"],
         intents: vec![intent(
             "p-clone-2",
@@ -324,7 +339,11 @@ fn clone_backoff_and_a_missing_seed_hold_the_clone() {
         ..Case::default()
     }
     .run();
-    assert_eq!(cloned(&plan), ["p-clone-1"], "the backoff's end is inclusive");
+    assert_eq!(
+        cloned(&plan),
+        ["p-clone-1"],
+        "the backoff's end is inclusive"
+    );
     let plan = Case {
         desired: 2,
         seed_present: false,
@@ -431,7 +450,11 @@ fn deletes_wait_for_their_backoff_and_one_call_per_vm() {
     let plan = case.run();
     assert!(deleted(&plan).is_empty());
     assert_eq!(plan.next, Some(1005.0));
-    let plan = Case { now: 1005.0, ..case }.run();
+    let plan = Case {
+        now: 1005.0,
+        ..case
+    }
+    .run();
     assert_eq!(deleted(&plan), ["p-clone-1"]);
     let plan = Case {
         backends: vec![b("seed", Ready, 0.0, "x"), b("1", Deleting, 100.0, "x")],
@@ -439,7 +462,10 @@ fn deletes_wait_for_their_backoff_and_one_call_per_vm() {
         ..Case::default()
     }
     .run();
-    assert!(plan.steps.is_empty(), "a delete in flight is not issued twice");
+    assert!(
+        plan.steps.is_empty(),
+        "a delete in flight is not issued twice"
+    );
 }
 
 #[test]
@@ -512,8 +538,14 @@ fn public_ips_released_once_per_running_clone() {
 fn unknown_clone_outcome_blocks_until_a_list_that_began_after_it() {
     let ended = intent("p-clone-1", None, Phase::Provisioning, 900.0, Some(950.0));
     let names = HashSet::new();
-    assert_eq!(resolve_clones(std::slice::from_ref(&ended), &names, 949.0), []);
-    assert_eq!(resolve_clones(std::slice::from_ref(&ended), &names, 950.0), []);
+    assert_eq!(
+        resolve_clones(std::slice::from_ref(&ended), &names, 949.0),
+        []
+    );
+    assert_eq!(
+        resolve_clones(std::slice::from_ref(&ended), &names, 950.0),
+        []
+    );
     assert_eq!(
         resolve_clones(std::slice::from_ref(&ended), &names, 951.0),
         [CloneResolution::NotFound {
@@ -536,7 +568,10 @@ fn unknown_clone_outcome_blocks_until_a_list_that_began_after_it() {
     }
     // A reserved name expires after an hour.
     let none = HashSet::new();
-    assert_eq!(resolve_clones(std::slice::from_ref(&reserved), &none, 4500.0), []);
+    assert_eq!(
+        resolve_clones(std::slice::from_ref(&reserved), &none, 4500.0),
+        []
+    );
     assert_eq!(
         resolve_clones(&[reserved], &none, 4501.0),
         [CloneResolution::Expired {
@@ -618,10 +653,7 @@ fn a_clone_that_answered_counts_once_as_its_backend() {
         )],
         extra_names: vec![],
         desired: 3,
-        policy: Policy {
-            max: 3,
-            ..policy()
-        },
+        policy: Policy { max: 3, ..policy() },
         ..Case::default()
     };
     let mut names: HashSet<String> = HashSet::new();
