@@ -201,3 +201,54 @@ pub async fn run_from_file(path: &Path) -> anyhow::Result<()> {
     tracing::info!(addr = %app.addr(), "idch-autoscaler listening");
     app.run_until(crate::shutdown::signal()).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn config(top: &str) -> Config {
+        Config::parse(&format!(
+            "{top}\n[idcloudhost]\napi_url = \"http://127.0.0.1:9\"\n[[pool]]\nname = \"p\"\nseed_vm = \"s\"\n"
+        ))
+        .unwrap()
+    }
+
+    fn secrets() -> Secrets {
+        Secrets {
+            api_key: Some(Secret::new("k")),
+            ..Secrets::default()
+        }
+    }
+
+    #[test]
+    fn admit_refuses_open_webhooks_on_a_public_address_only() {
+        let err = admit(&config("listen = \"0.0.0.0:4000\""), &secrets())
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string()
+                .starts_with("listen = 0.0.0.0:4000: refusing"),
+            "{err}"
+        );
+        assert!(admit(&config("listen = \"127.0.0.1:4000\""), &secrets()).is_ok());
+        assert!(admit(&config("listen = \"[::1]:4000\""), &secrets()).is_ok());
+        let allowed = config("listen = \"0.0.0.0:4000\"\nallow_unauthenticated = true");
+        assert!(admit(&allowed, &secrets()).is_ok());
+        let mut with_token = secrets();
+        with_token.webhook_token = Some(Secret::new("t"));
+        assert!(admit(&config("listen = \"0.0.0.0:4000\""), &with_token).is_ok());
+        // A read token does not protect the webhooks.
+        let mut read_only = secrets();
+        read_only.read_token = Some(Secret::new("r"));
+        assert!(admit(&config("listen = \"0.0.0.0:4000\""), &read_only).is_err());
+    }
+
+    #[test]
+    fn admit_refuses_a_missing_api_key() {
+        let err = admit(&config(""), &Secrets::default())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().starts_with("idcloudhost.api_key"), "{err}");
+    }
+}
