@@ -55,23 +55,11 @@ impl Application {
     /// listener (port 0 is allowed: see [`Application::addr`]).
     pub async fn build(config: Config, secrets: Secrets) -> anyhow::Result<Application> {
         let metrics = Arc::new(Metrics::new());
-        let api_key = secrets
-            .api_key
-            .clone()
-            .context("idcloudhost.api_key: no API key resolved")?;
-        let webhook_auth = WebhookAuth::new(&config.auth, &secrets);
-        if webhook_auth.is_open()
-            && !config.listen.ip().is_loopback()
-            && !config.allow_unauthenticated
-        {
-            anyhow::bail!(
-                "listen = {}: refusing to accept unauthenticated webhooks on a non-loopback address; \
-                 configure [auth] webhook_token_env, basic_username + basic_password_env or hmac_secret_env, \
-                 or set allow_unauthenticated = true",
-                config.listen
-            );
-        }
-        let cloud = CloudClient::new(&config.cloud, api_key)?.with_metrics(metrics.clone());
+        let Admitted {
+            cloud,
+            webhook_auth,
+        } = admit(&config, &secrets)?;
+        let cloud = cloud.with_metrics(metrics.clone());
         let store = Arc::new(Store::open(&config.state_path)?);
         let pools: Vec<_> = config.pools.iter().cloned().map(Arc::new).collect();
         let state = Arc::new(State::new(pools.clone(), metrics.clone()));
@@ -171,11 +159,101 @@ impl Application {
     }
 }
 
-/// `idch-autoscaler run --config FILE`.
-pub async fn run_from_file(path: &Path) -> anyhow::Result<()> {
+/// What [`admit`] hands to [`Application::build`].
+pub struct Admitted {
+    pub cloud: CloudClient,
+    pub webhook_auth: WebhookAuth,
+}
+
+/// Every refusal `run` makes before it opens the state file and binds the port, in one place:
+/// [`Application::build`] starts with it and `check --config` (through [`prepare`]) applies it,
+/// so `check` cannot pass a configuration that `run` refuses. Has no side effects.
+pub fn admit(config: &Config, secrets: &Secrets) -> anyhow::Result<Admitted> {
+    let api_key = secrets
+        .api_key
+        .clone()
+        .context("idcloudhost.api_key: no API key resolved")?;
+    let webhook_auth = WebhookAuth::new(&config.auth, secrets);
+    if webhook_auth.is_open() && !config.listen.ip().is_loopback() && !config.allow_unauthenticated
+    {
+        anyhow::bail!(
+            "listen = {}: refusing to accept unauthenticated webhooks on a non-loopback address; \
+             configure [auth] webhook_token_env, basic_username + basic_password_env or hmac_secret_env, \
+             or set allow_unauthenticated = true",
+            config.listen
+        );
+    }
+    let cloud = CloudClient::new(&config.cloud, api_key)?;
+    Ok(Admitted {
+        cloud,
+        webhook_auth,
+    })
+}
+
+/// Reads and validates the file, resolves its secrets and applies [`admit`]: all that `run
+/// --config` does before it touches the state file, and all that `check --config` does.
+pub fn prepare(path: &Path) -> anyhow::Result<(Config, Secrets)> {
     let config = Config::load(path)?;
     let secrets = config.resolve_secrets()?;
+    admit(&config, &secrets)?;
+    Ok((config, secrets))
+}
+
+/// `idch-autoscaler run --config FILE`.
+pub async fn run_from_file(path: &Path) -> anyhow::Result<()> {
+    let (config, secrets) = prepare(path)?;
     let app = Application::build(config, secrets).await?;
     tracing::info!(addr = %app.addr(), "idch-autoscaler listening");
     app.run_until(crate::shutdown::signal()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn config(top: &str) -> Config {
+        Config::parse(&format!(
+            "{top}\n[idcloudhost]\napi_url = \"http://127.0.0.1:9\"\n[[pool]]\nname = \"p\"\nseed_vm = \"s\"\n"
+        ))
+        .unwrap()
+    }
+
+    fn secrets() -> Secrets {
+        Secrets {
+            api_key: Some(Secret::new("k")),
+            ..Secrets::default()
+        }
+    }
+
+    #[test]
+    fn admit_refuses_open_webhooks_on_a_public_address_only() {
+        let err = admit(&config("listen = \"0.0.0.0:4000\""), &secrets())
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string()
+                .starts_with("listen = 0.0.0.0:4000: refusing"),
+            "{err}"
+        );
+        assert!(admit(&config("listen = \"127.0.0.1:4000\""), &secrets()).is_ok());
+        assert!(admit(&config("listen = \"[::1]:4000\""), &secrets()).is_ok());
+        let allowed = config("listen = \"0.0.0.0:4000\"\nallow_unauthenticated = true");
+        assert!(admit(&allowed, &secrets()).is_ok());
+        let mut with_token = secrets();
+        with_token.webhook_token = Some(Secret::new("t"));
+        assert!(admit(&config("listen = \"0.0.0.0:4000\""), &with_token).is_ok());
+        // A read token does not protect the webhooks.
+        let mut read_only = secrets();
+        read_only.read_token = Some(Secret::new("r"));
+        assert!(admit(&config("listen = \"0.0.0.0:4000\""), &read_only).is_err());
+    }
+
+    #[test]
+    fn admit_refuses_a_missing_api_key() {
+        let err = admit(&config(""), &Secrets::default())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().starts_with("idcloudhost.api_key"), "{err}");
+    }
 }
