@@ -6,7 +6,8 @@
 #                          and helpers must keep working; its figures mean nothing)
 #
 # Steps: 1 serving /traefik and /prometheus/targets vs nginx (wrk), 2 criterion (rendering,
-# decisions), 3 webhook -> clone call latency, 4 footprint (memory, idle CPU), 5 the sample
+# decisions), 3 webhook -> clone call latency, 3b webhook -> first request served by the new
+# VM through Traefik, 4 footprint (memory, idle CPU), 5 the sample
 # workload `calculate` (wrk + bench/calculate.lua).
 #
 # Installs wrk and nginx with apt-get when missing. Every load is bounded in count and time and
@@ -26,14 +27,14 @@ esac
 if [[ $MODE == quick ]]; then
   PROFILE_DIR=debug; CARGO_PROFILE=()
   SIZES=(10 1000); RUNS=1; DURATION=1s; CONNS=32
-  WEBHOOK_RUNS=5
+  WEBHOOK_RUNS=5; SERVING_RUNS=1; SERVING_BOOT=1s
   FOOTPRINTS=("1 2" "3 2"); FP_ARGS=(--hour 30s --speedup 15 --idle-window 2s --settle 1s --max-time 2m)
   CALC_RUNS=1; CALC_DURATION=1s
 else
   PROFILE_DIR=release; CARGO_PROFILE=(--release)
   SIZES=(10 100 1000); RUNS=5; DURATION=2s; CONNS=32
-  WEBHOOK_RUNS=200
-  FOOTPRINTS=("1 20" "50 20"); FP_ARGS=(--hour 1h --speedup 60 --idle-window 30s --settle 5s --max-time 7m)
+  WEBHOOK_RUNS=200; SERVING_RUNS=10; SERVING_BOOT=8s
+  FOOTPRINTS=("1 20" "50 20" "200 5"); FP_ARGS=(--hour 1h --speedup 60 --idle-window 30s --settle 5s --max-time 7m)
   CALC_RUNS=5; CALC_DURATION=4s
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -264,6 +265,14 @@ fi
 say "3. scale-up webhook arrival -> clone call at the simulator ($WEBHOOK_RUNS runs)"
 "$TOOL" webhook --service-bin "$BIN" --dir "$WORK" --runs "$WEBHOOK_RUNS" --max-time 180s | tee "$WORK/webhook.txt"
 SUMMARY+=("webhook -> clone: $(grep 'clone call' "$WORK/webhook.txt" | cut -d: -f2-) (target p99 < 5 ms)")
+
+# ---- 3b. webhook to the first request the new VM serves through Traefik -------------------------
+TRAEFIK=${TRAEFIK:-$(command -v traefik || echo "$ROOT/.venv-peers/bin/traefik")}
+[[ -x $TRAEFIK ]] || fail "Traefik not found: run scripts/install-peers.sh (or set TRAEFIK)"
+say "3b. scale-up webhook -> first request served by the new VM through Traefik ($SERVING_RUNS runs, boot $SERVING_BOOT)"
+"$TOOL" serving --service-bin "$BIN" --traefik "$TRAEFIK" --dir "$WORK" --runs "$SERVING_RUNS" --boot-delay "$SERVING_BOOT" --max-time 6m | tee "$WORK/serving.txt"
+SUMMARY+=("app up -> served through Traefik: $(grep 'app up -> first request' "$WORK/serving.txt" | cut -d: -f2-) (target p50 < 1.5 s)")
+SUMMARY+=("webhook -> served (boot $SERVING_BOOT): $(grep 'webhook -> first request' "$WORK/serving.txt" | cut -d: -f2-)")
 
 # ---- 4. footprint -------------------------------------------------------------------------------
 for fp in "${FOOTPRINTS[@]}"; do

@@ -1,10 +1,12 @@
-//! Benchmark helpers driven by `bench/run.sh` (see BENCHMARKS.md). One binary, four modes:
+//! Benchmark helpers driven by `bench/run.sh` (see BENCHMARKS.md). One binary, five modes:
 //!
 //! - `serve`: serves `GET /traefik` and `GET /prometheus/targets` from the service's own router and
 //!   state, with one pool of N synthetic ready backends, and writes the same bytes to files so nginx
 //!   can serve them as the reference.
 //! - `webhook`: times a scale-up webhook's arrival to the clone call reaching the simulator, against
 //!   the release service binary run as its own process.
+//! - `serving`: times a scale-up webhook to the first request the new VM serves through the real
+//!   Traefik, and how long after its app came up.
 //! - `footprint`: resident memory and CPU of the release service binary with P pools of V VMs each
 //!   on the simulator, after an hour-equivalent of reconcile cycles, and idle at default intervals.
 //! - `calculate`: a tiny stand-in for the sample workload, for simulated VMs in the footprint run: it
@@ -16,6 +18,7 @@
 mod common;
 mod footprint;
 mod serve;
+mod serving;
 mod stub;
 mod webhook;
 
@@ -31,9 +34,10 @@ fn main() -> ExitCode {
         "calculate" => stub::run(rest),
         "serve" => serve::run(rest),
         "webhook" => webhook::run(rest),
+        "serving" => serving::run(rest),
         "footprint" => footprint::run(rest),
         _ => {
-            eprintln!("usage: bench_tool serve|webhook|footprint|calculate [options] (see --help of each)");
+            eprintln!("usage: bench_tool serve|webhook|serving|footprint|calculate [options] (see --help of each)");
             return ExitCode::from(2);
         }
     };

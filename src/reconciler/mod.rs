@@ -68,8 +68,10 @@ pub struct PoolReconciler {
     executor: Executor,
     events: mpsc::UnboundedReceiver<Event>,
     prober: Prober,
-    /// The working copy of the pool's view; published to `state` after every pass.
+    /// The working copy of the pool's view; published to `state` after a pass that changed it.
     view: PoolView,
+    /// What was last published.
+    published: Option<PoolView>,
     /// Consecutive probe results by VM uuid.
     streaks: HashMap<String, ProbeStreak>,
     /// VMs on their way in or out: a write-through copy of the store's intents.
@@ -119,6 +121,7 @@ impl PoolReconciler {
             policy: Policy::of(&pool),
             prober: Prober::new(&pool),
             view: PoolView::new(&pool.name),
+            published: None,
             pool,
             control,
             state: deps.state.clone(),
@@ -175,7 +178,7 @@ impl PoolReconciler {
                         }
                     }
                     _ = probe.tick() => self.start_probe_round(true),
-                    _ = boot.tick() => self.start_probe_round(false),
+                    _ = boot.tick(), if self.has_booting() => self.start_probe_round(false),
                     _ = self.control.wake.notified() => {},
                     Some(event) = self.events.recv() => self.on_event(event),
                     _ = sleep_until(wake) => {},
@@ -188,6 +191,14 @@ impl PoolReconciler {
         .await
     }
 
+    fn has_booting(&self) -> bool {
+        self.view
+            .backends
+            .iter()
+            .any(|b| b.state == BackendState::Booting)
+    }
+
+    /// Publishes the view when it changed since the last publish.
     fn publish(&mut self) {
         let mut provisioning: Vec<String> =
             plan::unresolved_clones(&self.intents, &self.names_in_cloud)
@@ -196,7 +207,10 @@ impl PoolReconciler {
                 .collect();
         provisioning.sort();
         self.view.provisioning = provisioning;
-        self.state.publish(self.index, self.view.clone());
+        if self.published.as_ref() != Some(&self.view) {
+            self.published = Some(self.view.clone());
+            self.state.publish(self.index, self.view.clone());
+        }
     }
 
     // ---- persistence: every write goes through the store's writer thread, in order ----------
