@@ -8,18 +8,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use idch_autoscaler::config::Secret;
-use idch_autoscaler::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -65,47 +59,25 @@ async fn wait_http_ok(url: String, what: &str) {
 async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request() {
     let run_started = Instant::now();
     // ---- the simulated cloud: VMs with a fifth of a core each -------------------------------
-    let sim = SimHandle::start(SimOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api_key: API_KEY.into(),
-        location: "jkt01".into(),
-        billing_account_id: 1200211740,
-        seed_name: "calculate-service".into(),
-        boot_delay: Duration::from_secs(2),
-        addresses: Ipv4Range::new(
-            "127.0.230.10".parse().unwrap(),
-            "127.0.230.60".parse().unwrap(),
-        )
-        .unwrap(),
-        service_port: 3000,
-        exporter_port: 9100,
-        cpu_budget: Some(0.2),
-        workload_program: workload_program(),
-        faults: Faults::default(),
-    })
-    .await
-    .unwrap();
-
-    // ---- the service ---------------------------------------------------------------------
+    // ---- and the service ------------------------------------------------------------------
     // Cooldowns sized to the compressed profile: a second scale-up within 10 minutes is a
     // `cooldown` (the rule keeps firing while the new VM's samples fill the averaging window),
     // and no scale-down comes within 45 s of the scale-up, i.e. before the peak is over.
     let token = "e2e-webhook-token";
-    let mut config = config_for(
-        &sim,
-        "",
-        "max = 3\nscale_up_cooldown = \"10m\"\nscale_down_cooldown = \"45s\"\nboot_timeout = \"1m\"\n",
-    );
-    config.reconcile_interval = Duration::from_secs(1);
-    config.pools[0].health.interval = Duration::from_millis(500);
-    config.pools[0].health.timeout = Duration::from_millis(400);
-    config.pools[0].drain_period = Duration::from_secs(4);
-    let mut secrets = secrets(None);
-    secrets.webhook_token = Some(Secret::new(token));
-    let service = start_service(config, secrets).await;
-    let url = service.url();
-    let http = reqwest::Client::new();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::builder()
+        .boot_delay(Duration::from_secs(2))
+        .sim(|o| o.cpu_budget = Some(0.2))
+        .pool("max = 3\nscale_up_cooldown = \"10m\"\nscale_down_cooldown = \"45s\"\nboot_timeout = \"1m\"\n")
+        .config(|config| {
+            config.reconcile_interval = Duration::from_secs(1);
+            config.pools[0].health.interval = Duration::from_millis(500);
+            config.pools[0].health.timeout = Duration::from_millis(400);
+            config.pools[0].drain_period = Duration::from_secs(4);
+        })
+        .secrets(|secrets| secrets.webhook_token = Some(Secret::new(token)))
+        .spawn()
+        .await;
+    let (sim, service, http, url) = (&app.sim, app.service(), app.http.clone(), app.url.clone());
 
     // ---- Traefik ---------------------------------------------------------------------------
     let (traefik, web, _api) = start_traefik(&format!("{url}/traefik"), None).await;
@@ -418,12 +390,11 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     drop(traefik);
     drop(alertmanager);
     drop(prometheus);
-    service.stop().await.unwrap();
     let vm_addrs: Vec<SocketAddr> = vec![
         format!("{}:3000", sim.seed_ip()).parse().unwrap(),
         format!("{}:9100", sim.seed_ip()).parse().unwrap(),
     ];
-    sim.shutdown().await;
+    app.stop().await;
     for (name, pid) in pids {
         assert!(!alive(pid), "{name} ({pid}) still runs");
     }
