@@ -39,22 +39,6 @@ fn alive(pid: u32) -> bool {
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }
 
-async fn wait_http_ok(url: String, what: &str) {
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(30), what, || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request() {
     let run_started = Instant::now();
@@ -122,12 +106,12 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     );
     wait_http_ok(
         format!("http://127.0.0.1:{am_port}/-/ready"),
+        Duration::from_secs(30),
         "alertmanager ready",
     )
     .await;
 
     // ---- Prometheus with the shipped scrape config and the shipped fast CPU rules ----------------
-    let prom_port = free_port();
     let prom_dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(prom_dir.path().join("rules")).unwrap();
     std::fs::copy(
@@ -150,26 +134,8 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     .replace("scrape_interval: 5s", "scrape_interval: 2s")
     .replace("evaluation_interval: 5s", "evaluation_interval: 2s")
     .replace("refresh_interval: 5s", "refresh_interval: 2s");
-    std::fs::write(prom_dir.path().join("prometheus.yml"), prom_yml).unwrap();
-    let prom_args = vec![
-        format!(
-            "--config.file={}",
-            prom_dir.path().join("prometheus.yml").display()
-        ),
-        format!(
-            "--storage.tsdb.path={}",
-            prom_dir.path().join("data").display()
-        ),
-        format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        format!("--web.external-url=http://127.0.0.1:{prom_port}/"),
-        "--rules.alert.resend-delay=2s".to_string(),
-    ];
-    let prometheus = Peer::spawn("prometheus", peer_bin("prometheus"), &prom_args, prom_dir);
-    wait_http_ok(
-        format!("http://127.0.0.1:{prom_port}/-/ready"),
-        "prometheus ready",
-    )
-    .await;
+    let (prometheus, _) =
+        start_prometheus(prom_dir, &prom_yml, &["--rules.alert.resend-delay=2s"]).await;
 
     // ---- a light observer through Traefik: who served each request, and when ------------------
     let seen: Arc<Mutex<Vec<(f64, u16, String)>>> = Arc::default();
@@ -262,14 +228,7 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     };
     let ups = find("scale_up");
     let downs = find("scale_down");
-    let metrics = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &url).await;
     let decisions: BTreeMap<String, String> = metrics
         .lines()
         .filter(|l| l.starts_with("idch_autoscaler_webhook_decisions_total{"))

@@ -25,14 +25,15 @@ pub fn workload_program() -> PathBuf {
 // ---- loopback ranges ---------------------------------------------------------------------------
 
 /// Where a [`Subnet`] is claimed: a listener on `127.0.k.1` at this port (VMs start at `.10`).
-const CLAIM_PORT: u16 = 31_999;
+pub const CLAIM_PORT: u16 = 31_999;
 static NEXT_SUBNET: AtomicU32 = AtomicU32::new(0);
 
-/// `127.0.k.0/24` for one test alone. `k` comes from an atomic counter that starts at an offset
-/// derived from the process id, and is claimed by binding `127.0.k.1:31999`: a range held by another
-/// test of this process or of another test binary running at the same time (or whose first VM
-/// address is already taken, e.g. by the embedded default) is skipped. `127.0.0.x` is never handed
-/// out (the embedded default and the listeners on 127.0.0.1 live there). Released when dropped.
+/// `127.0.k.0/24` for one test alone. `k` (1..=254) comes from an atomic counter that starts at an
+/// offset derived from the process id, and is claimed by binding `127.0.k.1:31999`: a range held by
+/// another test of this process or of another test binary running at the same time is skipped, and
+/// so is one whose first VM address is taken by something that does not claim (a test of an older
+/// checkout with a fixed octet). `127.0.0.x` is never handed out: the embedded default and the
+/// listeners on 127.0.0.1 live there. Released when dropped.
 pub struct Subnet {
     octet: u8,
     _claim: TcpListener,
@@ -47,7 +48,7 @@ impl Subnet {
             let Ok(claim) = TcpListener::bind((Ipv4Addr::new(127, 0, octet, 1), CLAIM_PORT)) else {
                 continue;
             };
-            // Someone that does not claim (an older test, the embedded default) on the first VM?
+            // Someone that does not claim on the first VM address?
             let first = Ipv4Addr::new(127, 0, octet, 10);
             if TcpListener::bind((first, 3000)).is_err()
                 || TcpListener::bind((first, 9100)).is_err()
@@ -587,16 +588,65 @@ pub async fn start_traefik(
         &[format!("--configFile={}", file.display())],
         dir,
     );
+    wait_http_ok(
+        format!("http://{api}/ping"),
+        Duration::from_secs(20),
+        "traefik /ping",
+    )
+    .await;
+    (peer, web, api)
+}
+
+/// Starts the real Prometheus on a free port of 127.0.0.1 with `config` as `prometheus.yml` in
+/// `dir` (where its relative paths, e.g. rule files, point) and `extra_args`; returns the peer and
+/// its port once `/-/ready` answers.
+pub async fn start_prometheus(
+    dir: tempfile::TempDir,
+    config: &str,
+    extra_args: &[&str],
+) -> (Peer, u16) {
+    let port = free_port();
+    let file = dir.path().join("prometheus.yml");
+    std::fs::write(&file, config).unwrap();
+    let mut args = vec![
+        format!("--config.file={}", file.display()),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        format!("--web.external-url=http://127.0.0.1:{port}/"),
+    ];
+    args.extend(extra_args.iter().map(|a| a.to_string()));
+    let peer = Peer::spawn("prometheus", peer_bin("prometheus"), &args, dir);
+    wait_http_ok(
+        format!("http://127.0.0.1:{port}/-/ready"),
+        Duration::from_secs(30),
+        "prometheus ready",
+    )
+    .await;
+    (peer, port)
+}
+
+/// Waits until `GET url` answers 2xx, or panics after `limit` saying `what`.
+pub async fn wait_http_ok(url: String, limit: Duration, what: &str) {
     let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "traefik /ping", || {
-        let http = http.clone();
+    eventually(limit, what, || {
+        let (http, url) = (http.clone(), url.clone());
         async move {
-            let r = http.get(format!("http://{api}/ping")).send().await.ok()?;
+            let r = http.get(url).send().await.ok()?;
             r.status().is_success().then_some(())
         }
     })
     .await;
-    (peer, web, api)
+}
+
+/// `GET {service}/metrics` as text.
+pub async fn metrics_text(http: &reqwest::Client, service: &str) -> String {
+    http.get(format!("{service}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Sends one `POST /calculate` through `web`; returns (status, X-Served-By).

@@ -207,23 +207,13 @@ async fn prometheus_discovers_exactly_the_pool_vms_with_our_labels() {
     )
     .await;
 
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), token).unwrap();
     let yaml = format!(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    http_sd_configs:\n      - url: \"{url}/prometheus/targets\"\n        refresh_interval: 1s\n        authorization:\n          type: Bearer\n          credentials_file: {}\n",
         dir.path().join("token").display()
     );
-    std::fs::write(dir.path().join("prometheus.yml"), yaml).unwrap();
-    let args = vec![
-        format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ),
-        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-    ];
-    let prom = Peer::spawn("prometheus", peer_bin("prometheus"), &args, dir);
+    let (prom, port) = start_prometheus(dir, &yaml, &[]).await;
 
     let state = sim.state();
     let state = serde_json::to_value(&state).unwrap();

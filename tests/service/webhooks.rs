@@ -146,14 +146,7 @@ async fn every_decision_and_every_bad_request() {
             .contains("alertmanager: PoolCPUHigh")),
         "{list:?}"
     );
-    let metrics = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &url).await;
     assert!(metrics.contains(r#"idch_autoscaler_webhook_decisions_total{pool="calculate",direction="scale_up",decision="ignored_resolved"} 2"#), "{metrics}");
     assert!(
         metrics.contains(r#"idch_autoscaler_desired_size{pool="calculate"} 1"#),
