@@ -4,7 +4,6 @@
 //! decision < 10 µs.
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +11,16 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use idch_autoscaler::config::{Config, PoolConfig};
 use idch_autoscaler::metrics::Metrics;
 use idch_autoscaler::pool::decide::{decide, Clocks, Direction, Limits};
-use idch_autoscaler::pool::{Backend, BackendState, PoolView, Role};
+use idch_autoscaler::pool::BackendState;
 use idch_autoscaler::snapshot::State;
 use idch_autoscaler::snapshot::{http_sd, traefik};
+
+/// The bench tool's helpers: [`common::synthetic_view`] is the one synthetic pool of both.
+#[allow(dead_code)]
+#[path = "../examples/bench_tool/common.rs"]
+mod common;
+
+use common::synthetic_view as view;
 
 fn pool_config() -> PoolConfig {
     Config::parse(
@@ -31,33 +37,6 @@ router = { rule = "Path(`/calculate`)", entry_points = ["web"] }
     .expect("bench configuration is valid")
     .pools
     .remove(0)
-}
-
-/// A seed and `n - 1` clones, all ready, at 10.0.0.10 upwards.
-fn view(pool: &PoolConfig, n: usize) -> PoolView {
-    let backends = (0..n)
-        .map(|i| Backend {
-            uuid: format!("00000000-0000-4000-8000-{i:012}"),
-            name: if i == 0 {
-                "calculate-service".into()
-            } else {
-                format!("{}{i}", pool.clone_prefix)
-            },
-            role: if i == 0 { Role::Seed } else { Role::Clone },
-            ip: Some(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 10)) + i as u32).to_string()),
-            cloud_status: "running".into(),
-            created_at: Some("2025-01-01 00:00:00".into()),
-            state: BackendState::Ready,
-            since: 1_700_000_000.0,
-        })
-        .collect();
-    PoolView {
-        backends,
-        synced: true,
-        cloud_ok: true,
-        seed_present: true,
-        ..PoolView::new(&pool.name)
-    }
 }
 
 fn rendering(c: &mut Criterion) {

@@ -8,18 +8,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use idch_autoscaler::config::Secret;
-use idch_autoscaler::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -45,67 +39,29 @@ fn alive(pid: u32) -> bool {
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }
 
-async fn wait_http_ok(url: String, what: &str) {
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(30), what, || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request() {
     let run_started = Instant::now();
     // ---- the simulated cloud: VMs with a fifth of a core each -------------------------------
-    let sim = SimHandle::start(SimOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api_key: API_KEY.into(),
-        location: "jkt01".into(),
-        billing_account_id: 1200211740,
-        seed_name: "calculate-service".into(),
-        boot_delay: Duration::from_secs(2),
-        addresses: Ipv4Range::new(
-            "127.0.230.10".parse().unwrap(),
-            "127.0.230.60".parse().unwrap(),
-        )
-        .unwrap(),
-        service_port: 3000,
-        exporter_port: 9100,
-        cpu_budget: Some(0.2),
-        workload_program: workload_program(),
-        faults: Faults::default(),
-    })
-    .await
-    .unwrap();
-
-    // ---- the service ---------------------------------------------------------------------
+    // ---- and the service ------------------------------------------------------------------
     // Cooldowns sized to the compressed profile: a second scale-up within 10 minutes is a
     // `cooldown` (the rule keeps firing while the new VM's samples fill the averaging window),
     // and no scale-down comes within 45 s of the scale-up, i.e. before the peak is over.
     let token = "e2e-webhook-token";
-    let mut config = config_for(
-        &sim,
-        "",
-        "max = 3\nscale_up_cooldown = \"10m\"\nscale_down_cooldown = \"45s\"\nboot_timeout = \"1m\"\n",
-    );
-    config.reconcile_interval = Duration::from_secs(1);
-    config.pools[0].health.interval = Duration::from_millis(500);
-    config.pools[0].health.timeout = Duration::from_millis(400);
-    config.pools[0].drain_period = Duration::from_secs(4);
-    let mut secrets = secrets(None);
-    secrets.webhook_token = Some(Secret::new(token));
-    let service = start_service(config, secrets).await;
-    let url = service.url();
-    let http = reqwest::Client::new();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::builder()
+        .boot_delay(Duration::from_secs(2))
+        .sim(|o| o.cpu_budget = Some(0.2))
+        .pool("max = 3\nscale_up_cooldown = \"10m\"\nscale_down_cooldown = \"45s\"\nboot_timeout = \"1m\"\n")
+        .config(|config| {
+            config.reconcile_interval = Duration::from_secs(1);
+            config.pools[0].health.interval = Duration::from_millis(500);
+            config.pools[0].health.timeout = Duration::from_millis(400);
+            config.pools[0].drain_period = Duration::from_secs(4);
+        })
+        .secrets(|secrets| secrets.webhook_token = Some(Secret::new(token)))
+        .spawn()
+        .await;
+    let (sim, service, http, url) = (&app.sim, app.service(), app.http.clone(), app.url.clone());
 
     // ---- Traefik ---------------------------------------------------------------------------
     let (traefik, web, _api) = start_traefik(&format!("{url}/traefik"), None).await;
@@ -150,12 +106,12 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     );
     wait_http_ok(
         format!("http://127.0.0.1:{am_port}/-/ready"),
+        Duration::from_secs(30),
         "alertmanager ready",
     )
     .await;
 
     // ---- Prometheus with the shipped scrape config and the shipped fast CPU rules ----------------
-    let prom_port = free_port();
     let prom_dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(prom_dir.path().join("rules")).unwrap();
     std::fs::copy(
@@ -178,26 +134,8 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     .replace("scrape_interval: 5s", "scrape_interval: 2s")
     .replace("evaluation_interval: 5s", "evaluation_interval: 2s")
     .replace("refresh_interval: 5s", "refresh_interval: 2s");
-    std::fs::write(prom_dir.path().join("prometheus.yml"), prom_yml).unwrap();
-    let prom_args = vec![
-        format!(
-            "--config.file={}",
-            prom_dir.path().join("prometheus.yml").display()
-        ),
-        format!(
-            "--storage.tsdb.path={}",
-            prom_dir.path().join("data").display()
-        ),
-        format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        format!("--web.external-url=http://127.0.0.1:{prom_port}/"),
-        "--rules.alert.resend-delay=2s".to_string(),
-    ];
-    let prometheus = Peer::spawn("prometheus", peer_bin("prometheus"), &prom_args, prom_dir);
-    wait_http_ok(
-        format!("http://127.0.0.1:{prom_port}/-/ready"),
-        "prometheus ready",
-    )
-    .await;
+    let (prometheus, _) =
+        start_prometheus(prom_dir, &prom_yml, &["--rules.alert.resend-delay=2s"]).await;
 
     // ---- a light observer through Traefik: who served each request, and when ------------------
     let seen: Arc<Mutex<Vec<(f64, u16, String)>>> = Arc::default();
@@ -290,14 +228,7 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     };
     let ups = find("scale_up");
     let downs = find("scale_down");
-    let metrics = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &url).await;
     let decisions: BTreeMap<String, String> = metrics
         .lines()
         .filter(|l| l.starts_with("idch_autoscaler_webhook_decisions_total{"))
@@ -418,12 +349,11 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     drop(traefik);
     drop(alertmanager);
     drop(prometheus);
-    service.stop().await.unwrap();
     let vm_addrs: Vec<SocketAddr> = vec![
         format!("{}:3000", sim.seed_ip()).parse().unwrap(),
         format!("{}:9100", sim.seed_ip()).parse().unwrap(),
     ];
-    sim.shutdown().await;
+    app.stop().await;
     for (name, pid) in pids {
         assert!(!alive(pid), "{name} ({pid}) still runs");
     }

@@ -1,9 +1,13 @@
-//! Helpers shared by the black-box tests: a simulator, the service against it, the real peers.
+//! The one harness of the black-box tests: fresh loopback ranges, a simulator, the service
+//! against it (`TestApp`, in the manner of zero-to-production's `spawn_app`), the real peers.
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idch_autoscaler::config::{Config, Secret, Secrets};
@@ -12,41 +16,169 @@ use idch_autoscaler::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
 use idch_autoscaler::startup::{Application, Running};
 
 pub const API_KEY: &str = "test-api-key";
+pub const POOL: &str = "calculate";
 
 pub fn workload_program() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_idch-autoscaler"))
 }
 
-/// A simulator with its own address range `127.0.{octet}.10-60`; each test passes its own octet.
-pub async fn start_sim(octet: u8, boot_delay: Duration) -> SimHandle {
-    SimHandle::start(SimOptions {
+// ---- loopback ranges ---------------------------------------------------------------------------
+
+/// Where a [`Subnet`] is claimed: a listener on `127.0.k.1` at this port (VMs start at `.10`).
+pub const CLAIM_PORT: u16 = 31_999;
+static NEXT_SUBNET: AtomicU32 = AtomicU32::new(0);
+
+/// `127.0.k.0/24` for one test alone. `k` (1..=254) comes from an atomic counter that starts at an
+/// offset derived from the process id, and is claimed by binding `127.0.k.1:31999`: a range held by
+/// another test of this process or of another test binary running at the same time is skipped, and
+/// so is one whose first VM address is taken by something that does not claim (a test of an older
+/// checkout with a fixed octet). `127.0.0.x` is never handed out: the embedded default and the
+/// listeners on 127.0.0.1 live there. Released when dropped.
+pub struct Subnet {
+    octet: u8,
+    _claim: TcpListener,
+}
+
+impl Subnet {
+    pub fn claim() -> Subnet {
+        let offset = std::process::id().wrapping_mul(37);
+        for _ in 0..2 * 254 {
+            let i = NEXT_SUBNET.fetch_add(1, Ordering::Relaxed);
+            let octet = 1 + (offset.wrapping_add(i) % 254) as u8;
+            let Ok(claim) = TcpListener::bind((Ipv4Addr::new(127, 0, octet, 1), CLAIM_PORT)) else {
+                continue;
+            };
+            // Someone that does not claim on the first VM address?
+            let first = Ipv4Addr::new(127, 0, octet, 10);
+            if TcpListener::bind((first, 3000)).is_err()
+                || TcpListener::bind((first, 9100)).is_err()
+            {
+                continue;
+            }
+            return Subnet {
+                octet,
+                _claim: claim,
+            };
+        }
+        panic!("no free 127.0.k.0/24 left for a test");
+    }
+
+    pub fn octet(&self) -> u8 {
+        self.octet
+    }
+
+    /// `127.0.k.{host}`.
+    pub fn ip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.octet, host)
+    }
+
+    /// `127.0.k.{first}-127.0.k.{last}`.
+    pub fn range(&self, first: u8, last: u8) -> Ipv4Range {
+        Ipv4Range::new(self.ip(first), self.ip(last)).unwrap()
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---- waiting -------------------------------------------------------------------------------------
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` saying `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Tests that load the CPU or measure it (closed-loop load, CPU budgets) hold this, so that no two
+/// of them share this binary's CPUs at once.
+pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
+// ---- the simulator -------------------------------------------------------------------------------
+
+/// The simulator's options for `subnet`: seed `calculate-service` and clones on
+/// `127.0.k.10-60`, app on :3000, node_exporter on :9100, the key [`API_KEY`], no CPU budget.
+pub fn sim_options(subnet: &Subnet, boot_delay: Duration) -> SimOptions {
+    SimOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         api_key: API_KEY.into(),
         location: "jkt01".into(),
-        billing_account_id: 1200211740,
+        billing_account_id: 1_200_211_740,
         seed_name: "calculate-service".into(),
         boot_delay,
-        addresses: Ipv4Range::new(
-            Ipv4Addr::new(127, 0, octet, 10),
-            Ipv4Addr::new(127, 0, octet, 60),
-        )
-        .unwrap(),
+        addresses: subnet.range(10, 60),
         service_port: 3000,
         exporter_port: 9100,
         cpu_budget: None,
         workload_program: workload_program(),
         faults: Faults::default(),
-    })
-    .await
-    .expect("simulator starts")
+    }
 }
+
+/// A simulator on its own [`Subnet`], which it keeps until it is shut down or dropped.
+/// Dereferences to the [`SimHandle`].
+pub struct TestSim {
+    handle: SimHandle,
+    pub subnet: Subnet,
+}
+
+impl TestSim {
+    pub async fn start(options: impl FnOnce(&Subnet) -> SimOptions) -> TestSim {
+        let subnet = Subnet::claim();
+        let handle = SimHandle::start(options(&subnet))
+            .await
+            .expect("simulator starts");
+        TestSim { handle, subnet }
+    }
+
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+    }
+}
+
+impl Deref for TestSim {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
+}
+
+/// A simulator with [`sim_options`] on a fresh range.
+pub async fn start_sim(boot_delay: Duration) -> TestSim {
+    TestSim::start(|subnet| sim_options(subnet, boot_delay)).await
+}
+
+// ---- the service ---------------------------------------------------------------------------------
 
 /// A configuration for one pool `calculate` against `sim`; `extra_pool` lines are appended to the
 /// pool table and `extra_top` to the top level.
 pub fn config_for(sim: &SimHandle, extra_top: &str, extra_pool: &str) -> Config {
-    let state =
-        std::env::temp_dir().join(format!("idch-test-{}.db", uuid::Uuid::new_v4().simple()));
-    config_with_state(sim, &state, extra_top, extra_pool)
+    config_with_state(sim, &fresh_state_path(), extra_top, extra_pool)
+}
+
+/// A state file of its own in the temporary directory.
+pub fn fresh_state_path() -> PathBuf {
+    std::env::temp_dir().join(format!("idch-test-{}.db", uuid::Uuid::new_v4().simple()))
 }
 
 /// Like [`config_for`], with the state file given (to restart a service on the same state).
@@ -111,23 +243,226 @@ pub fn client_for(sim: &SimHandle) -> CloudClient {
     CloudClient::new(&config.cloud, Secret::new(API_KEY)).unwrap()
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, or panics after `limit` saying `what`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
+type ConfigTweak = Arc<dyn Fn(&mut Config) + Send + Sync>;
+type SimTweak = Box<dyn FnOnce(&mut SimOptions)>;
+
+/// How a [`TestApp`] starts; [`TestApp::builder`].
+pub struct TestAppBuilder {
+    boot_delay: Duration,
+    sim_tweak: Option<SimTweak>,
+    faults: Faults,
+    extra_top: String,
+    extra_pool: String,
+    config_tweak: Option<ConfigTweak>,
+    secrets: Secrets,
+    read_token: Option<String>,
+    synced: bool,
+}
+
+impl TestAppBuilder {
+    /// The simulator's boot delay (100 ms unless set).
+    pub fn boot_delay(mut self, delay: Duration) -> Self {
+        self.boot_delay = delay;
+        self
+    }
+
+    /// Changes the simulator's options (a CPU budget, ...) after [`sim_options`].
+    pub fn sim(mut self, tweak: impl FnOnce(&mut SimOptions) + 'static) -> Self {
+        self.sim_tweak = Some(Box::new(tweak));
+        self
+    }
+
+    /// Faults set on the simulator before the service starts.
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Lines appended to the top level of the configuration.
+    pub fn top(mut self, lines: &str) -> Self {
+        self.extra_top = lines.into();
+        self
+    }
+
+    /// Lines appended to the pool table.
+    pub fn pool(mut self, lines: &str) -> Self {
+        self.extra_pool = lines.into();
+        self
+    }
+
+    /// Changes the parsed configuration (what the TOML cannot say, e.g. a zero drain); applied
+    /// again on every [`TestApp::start_service`].
+    pub fn config(mut self, tweak: impl Fn(&mut Config) + Send + Sync + 'static) -> Self {
+        self.config_tweak = Some(Arc::new(tweak));
+        self
+    }
+
+    /// Protects the read endpoints with this token; [`TestApp`]'s helpers send it.
+    pub fn read_token(mut self, token: &str) -> Self {
+        self.read_token = Some(token.into());
+        self
+    }
+
+    /// Changes the secrets (webhook token, basic, HMAC) after [`secrets`].
+    pub fn secrets(mut self, tweak: impl FnOnce(&mut Secrets)) -> Self {
+        tweak(&mut self.secrets);
+        self
+    }
+
+    /// Returns as soon as the service listens, before its first reconcile.
+    pub fn unsynced(mut self) -> Self {
+        self.synced = false;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let boot_delay = self.boot_delay;
+        let sim_tweak = self.sim_tweak;
+        let sim = TestSim::start(move |subnet| {
+            let mut options = sim_options(subnet, boot_delay);
+            if let Some(tweak) = sim_tweak {
+                tweak(&mut options);
+            }
+            options
+        })
+        .await;
+        sim.set_faults(self.faults);
+        let mut secrets = self.secrets;
+        secrets.read_token = self.read_token.as_deref().map(Secret::new);
+        let mut app = TestApp {
+            service: None,
+            url: String::new(),
+            http: reqwest::Client::new(),
+            token: self.read_token,
+            state: fresh_state_path(),
+            extra_top: self.extra_top,
+            extra_pool: self.extra_pool,
+            config_tweak: self.config_tweak,
+            secrets,
+            sim,
+        };
+        app.start_service().await;
+        if self.synced {
+            app.wait_synced().await;
         }
-        if start.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        app
     }
 }
+
+/// The simulator and the service against it, on a fresh loopback range and a fresh state file,
+/// with a client and the pool's URLs. [`TestApp::spawn`] is the common case: boot delay 100 ms,
+/// no auth, synced.
+pub struct TestApp {
+    service: Option<Running>,
+    /// The service's base URL (`http://127.0.0.1:port`), changed by [`TestApp::start_service`].
+    pub url: String,
+    pub http: reqwest::Client,
+    /// The read token, if any: sent by [`TestApp::pool_status`] and the like.
+    pub token: Option<String>,
+    /// The state file, kept across [`TestApp::stop_service`] and [`TestApp::start_service`].
+    pub state: PathBuf,
+    extra_top: String,
+    extra_pool: String,
+    config_tweak: Option<ConfigTweak>,
+    secrets: Secrets,
+    pub sim: TestSim,
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            boot_delay: Duration::from_millis(100),
+            sim_tweak: None,
+            faults: Faults::default(),
+            extra_top: String::new(),
+            extra_pool: String::new(),
+            config_tweak: None,
+            secrets: secrets(None),
+            read_token: None,
+            synced: true,
+        }
+    }
+
+    /// Simulator and service, defaults, synced.
+    pub async fn spawn() -> TestApp {
+        Self::builder().spawn().await
+    }
+
+    /// The configuration the service runs with (on [`TestApp::state`]).
+    pub fn config(&self) -> Config {
+        let mut config =
+            config_with_state(&self.sim, &self.state, &self.extra_top, &self.extra_pool);
+        if let Some(tweak) = &self.config_tweak {
+            tweak(&mut config);
+        }
+        config
+    }
+
+    /// The running service. Panics between [`TestApp::stop_service`] and [`TestApp::start_service`].
+    pub fn service(&self) -> &Running {
+        self.service.as_ref().expect("the service is running")
+    }
+
+    /// Starts the service (again) on the same state file and configuration.
+    pub async fn start_service(&mut self) {
+        assert!(self.service.is_none(), "the service is already running");
+        let service = start_service(self.config(), self.secrets.clone()).await;
+        self.url = service.url();
+        self.service = Some(service);
+    }
+
+    /// Stops the service cleanly; the simulator stays.
+    pub async fn stop_service(&mut self) {
+        let service = self.service.take().expect("the service is running");
+        service.stop().await.expect("the service stops cleanly");
+    }
+
+    /// Stops the service (if running) and the simulator.
+    pub async fn stop(mut self) {
+        if self.service.is_some() {
+            self.stop_service().await;
+        }
+        self.sim.shutdown().await;
+    }
+
+    /// `{url}{path}`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// `{url}/v1/pools/calculate{rest}`.
+    pub fn pool_url(&self, rest: &str) -> String {
+        format!("{}{rest}", pool_url(&self.url))
+    }
+
+    pub async fn wait_synced(&self) {
+        wait_synced(&self.http, &self.url, self.token.as_deref()).await;
+    }
+
+    pub async fn pool_status(&self) -> serde_json::Value {
+        pool_status(&self.http, &self.url, self.token.as_deref()).await
+    }
+
+    pub async fn set_desired(&self, size: u32) -> serde_json::Value {
+        set_desired(&self.http, &self.url, size, self.token.as_deref()).await
+    }
+
+    pub async fn activities(&self) -> Vec<(String, String)> {
+        activities(&self.http, &self.url).await
+    }
+
+    /// A cloud client for the simulator.
+    pub fn cloud(&self) -> CloudClient {
+        client_for(&self.sim)
+    }
+}
+
+/// `{service}/v1/pools/calculate`.
+pub fn pool_url(service: &str) -> String {
+    format!("{service}/v1/pools/{POOL}")
+}
+
+// ---- the pool over HTTP ----------------------------------------------------------------------
 
 /// The pool's status as served by `GET /v1/pools/calculate`.
 pub async fn pool_status(
@@ -135,7 +470,7 @@ pub async fn pool_status(
     service: &str,
     token: Option<&str>,
 ) -> serde_json::Value {
-    let mut req = http.get(format!("{service}/v1/pools/calculate"));
+    let mut req = http.get(pool_url(service));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -152,26 +487,23 @@ pub fn ready_names(status: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+// ---- the real peers ---------------------------------------------------------------------------
+
+/// The repository (where the shipped files are).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A real peer binary: from the project's `.venv-peers/bin`, else from PATH.
 pub fn peer_bin(name: &str) -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".venv-peers/bin")
-        .join(name);
+    let venv = root().join(".venv-peers/bin").join(name);
     if venv.exists() {
         return venv;
     }
-    if let Ok(path) = std::env::var("PATH") {
+    if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             let p = dir.join(name);
-            if p.exists() {
+            if p.is_file() {
                 return p;
             }
         }
@@ -256,16 +588,65 @@ pub async fn start_traefik(
         &[format!("--configFile={}", file.display())],
         dir,
     );
+    wait_http_ok(
+        format!("http://{api}/ping"),
+        Duration::from_secs(20),
+        "traefik /ping",
+    )
+    .await;
+    (peer, web, api)
+}
+
+/// Starts the real Prometheus on a free port of 127.0.0.1 with `config` as `prometheus.yml` in
+/// `dir` (where its relative paths, e.g. rule files, point) and `extra_args`; returns the peer and
+/// its port once `/-/ready` answers.
+pub async fn start_prometheus(
+    dir: tempfile::TempDir,
+    config: &str,
+    extra_args: &[&str],
+) -> (Peer, u16) {
+    let port = free_port();
+    let file = dir.path().join("prometheus.yml");
+    std::fs::write(&file, config).unwrap();
+    let mut args = vec![
+        format!("--config.file={}", file.display()),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        format!("--web.external-url=http://127.0.0.1:{port}/"),
+    ];
+    args.extend(extra_args.iter().map(|a| a.to_string()));
+    let peer = Peer::spawn("prometheus", peer_bin("prometheus"), &args, dir);
+    wait_http_ok(
+        format!("http://127.0.0.1:{port}/-/ready"),
+        Duration::from_secs(30),
+        "prometheus ready",
+    )
+    .await;
+    (peer, port)
+}
+
+/// Waits until `GET url` answers 2xx, or panics after `limit` saying `what`.
+pub async fn wait_http_ok(url: String, limit: Duration, what: &str) {
     let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "traefik /ping", || {
-        let http = http.clone();
+    eventually(limit, what, || {
+        let (http, url) = (http.clone(), url.clone());
         async move {
-            let r = http.get(format!("http://{api}/ping")).send().await.ok()?;
+            let r = http.get(url).send().await.ok()?;
             r.status().is_success().then_some(())
         }
     })
     .await;
-    (peer, web, api)
+}
+
+/// `GET {service}/metrics` as text.
+pub async fn metrics_text(http: &reqwest::Client, service: &str) -> String {
+    http.get(format!("{service}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Sends one `POST /calculate` through `web`; returns (status, X-Served-By).
@@ -293,7 +674,7 @@ pub async fn set_desired(
     token: Option<&str>,
 ) -> serde_json::Value {
     let mut req = http
-        .put(format!("{service}/v1/pools/calculate/desired"))
+        .put(format!("{}/desired", pool_url(service)))
         .json(&serde_json::json!({ "size": size }));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -314,9 +695,7 @@ pub async fn wait_synced(http: &reqwest::Client, service: &str, token: Option<&s
 /// The pool's activity history as served, newest first.
 pub async fn activity_log(http: &reqwest::Client, service: &str) -> Vec<serde_json::Value> {
     let v: serde_json::Value = http
-        .get(format!(
-            "{service}/v1/pools/calculate/activities?limit=1000"
-        ))
+        .get(format!("{}/activities?limit=1000", pool_url(service)))
         .send()
         .await
         .unwrap()

@@ -17,6 +17,7 @@ fn answers(url: &str) -> bool {
 
 #[test]
 fn the_demo_stack_starts_routes_and_stops_everything() {
+    let _ports = crate::fixed_ports();
     let root = env!("CARGO_MANIFEST_DIR");
     let mut child = Command::new("bash")
         .arg(format!("{root}/scripts/demo.sh"))

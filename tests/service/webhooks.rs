@@ -1,11 +1,10 @@
 //! Webhooks over HTTP: every decision, concurrency, pool resolution, bad input, and auth.
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine;
-use common::*;
+
+use crate::common::*;
 use idch_autoscaler::config::Secret;
 use idch_autoscaler::http::auth::sign;
 
@@ -23,11 +22,8 @@ const AM_FIRING: &str = r#"{"version":"4","groupKey":"{}:{}","truncatedAlerts":0
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_decision_and_every_bad_request() {
-    let sim = start_sim(234, Duration::from_millis(100)).await;
-    let service = start_service(config_for(&sim, "", COOLDOWNS), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::builder().pool(COOLDOWNS).spawn().await;
+    let (http, url) = (app.http.clone(), app.url.clone());
 
     // resolved notifications of both formats: ignored.
     for body in [GRAFANA_RESOLVED, AM_RESOLVED] {
@@ -150,30 +146,19 @@ async fn every_decision_and_every_bad_request() {
             .contains("alertmanager: PoolCPUHigh")),
         "{list:?}"
     );
-    let metrics = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &url).await;
     assert!(metrics.contains(r#"idch_autoscaler_webhook_decisions_total{pool="calculate",direction="scale_up",decision="ignored_resolved"} 2"#), "{metrics}");
     assert!(
         metrics.contains(r#"idch_autoscaler_desired_size{pool="calculate"} 1"#),
         "{metrics}"
     );
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_scale_ups_make_exactly_one_clone() {
-    let sim = start_sim(235, Duration::from_millis(100)).await;
-    let service = start_service(config_for(&sim, "", COOLDOWNS), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::builder().pool(COOLDOWNS).spawn().await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     let answers = futures::future::join_all((0..100).map(|_| {
         let (http, url) = (http.clone(), url.clone());
         async move { post(&http, format!("{url}/v1/scale-up"), "").await }
@@ -200,26 +185,23 @@ async fn a_hundred_concurrent_scale_ups_make_exactly_one_clone() {
         "seed + one clone: {state}"
     );
     assert_eq!(state["calls"]["vm_clone"], 1, "one clone call: {state}");
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_bearer_basic_and_grafana_hmac() {
-    let sim = start_sim(236, Duration::from_millis(100)).await;
     let top = "[auth]\nhmac_timestamp_header = \"X-Grafana-Alerting-Timestamp\"\nhmac_max_skew = \"60s\"\n";
-    let mut secrets = secrets(None);
-    secrets.webhook_token = Some(Secret::new("hook-token"));
-    secrets.basic = Some(("grafana".into(), Secret::new("basic-pw")));
-    secrets.hmac_secret = Some(Secret::new("hmac-secret"));
-    let service = start_service(
-        config_for(&sim, top, "scale_up_cooldown = \"0s\"\n"),
-        secrets,
-    )
-    .await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::builder()
+        .top(top)
+        .pool("scale_up_cooldown = \"0s\"\n")
+        .secrets(|secrets| {
+            secrets.webhook_token = Some(Secret::new("hook-token"));
+            secrets.basic = Some(("grafana".into(), Secret::new("basic-pw")));
+            secrets.hmac_secret = Some(Secret::new("hmac-secret"));
+        })
+        .spawn()
+        .await;
+    let (http, url) = (app.http.clone(), app.url.clone());
     let up = format!("{url}/v1/scale-up");
     let desired = |http: reqwest::Client, url: String| async move {
         pool_status(&http, &url, None).await["desired"]
@@ -313,13 +295,12 @@ async fn auth_bearer_basic_and_grafana_hmac() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(desired(http.clone(), url.clone()).await, 4);
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn no_webhook_auth_on_a_public_address_is_refused_unless_allowed() {
-    let sim = start_sim(237, Duration::from_millis(100)).await;
+    let sim = start_sim(Duration::from_millis(100)).await;
     let mut config = config_for(&sim, "", "");
     config.listen = "0.0.0.0:0".parse().unwrap();
     let err = idch_autoscaler::startup::Application::build(config.clone(), secrets(None))

@@ -1,10 +1,8 @@
 //! The service's endpoints over HTTP, against the simulator.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use idch_autoscaler::sim::Faults;
 
 async fn get(http: &reqwest::Client, url: String) -> (u16, String, String) {
@@ -20,15 +18,16 @@ async fn get(http: &reqwest::Client, url: String) -> (u16, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_documents_are_503_until_the_first_reconcile_never_an_empty_200() {
-    let sim = start_sim(250, Duration::from_millis(100)).await;
     // The first list call takes a while: everything before it must be a 503.
-    sim.set_faults(Faults {
-        latency: Duration::from_millis(800),
-        ..Faults::default()
-    });
-    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
+    let app = TestApp::builder()
+        .faults(Faults {
+            latency: Duration::from_millis(800),
+            ..Faults::default()
+        })
+        .unsynced()
+        .spawn()
+        .await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     for path in ["/traefik", "/prometheus/targets", "/readyz"] {
         let (status, _, body) = get(&http, format!("{url}{path}")).await;
         assert_eq!(status, 503, "{path} before the first reconcile: {body}");
@@ -66,17 +65,16 @@ async fn provider_documents_are_503_until_the_first_reconcile_never_an_empty_200
     );
     let (status, _, _) = get(&http, format!("{url}/readyz")).await;
     assert_eq!(status, 200);
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_up_gates_the_clone_on_health_and_a_vanished_clone_is_replaced() {
-    let sim = start_sim(251, Duration::from_millis(600)).await;
-    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::builder()
+        .boot_delay(Duration::from_millis(600))
+        .spawn()
+        .await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     let r = http
         .post(format!("{url}/v1/scale-up"))
         .send()
@@ -132,7 +130,7 @@ async fn scale_up_gates_the_clone_on_health_and_a_vanished_clone_is_replaced() {
         "release_public_ip: {state}"
     );
     // Deleted out of band: dropped, then replaced by a new clone with the smallest free name.
-    client_for(&sim).delete_vm(&clone_uuid).await.unwrap();
+    client_for(sim).delete_vm(&clone_uuid).await.unwrap();
     let s = eventually(Duration::from_secs(15), "replacement ready", || {
         let (http, url, clone_uuid) = (http.clone(), url.clone(), clone_uuid.clone());
         async move {
@@ -159,16 +157,13 @@ async fn scale_up_gates_the_clone_on_health_and_a_vanished_clone_is_replaced() {
         2,
         "{actions:?}"
     );
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cloud_outage_keeps_the_last_good_view_and_shows_in_readyz_and_metrics() {
-    let sim = start_sim(252, Duration::from_millis(100)).await;
-    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
+    let app = TestApp::builder().unsynced().spawn().await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     let before = eventually(Duration::from_secs(10), "synced", || {
         let (http, url) = (http.clone(), url.clone());
         async move {
@@ -226,16 +221,13 @@ async fn a_cloud_outage_keeps_the_last_good_view_and_shows_in_readyz_and_metrics
         metrics.contains("idch_autoscaler_backends{pool=\"calculate\",state=\"ready\"} 1"),
         "{metrics}"
     );
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn status_endpoints_and_errors() {
-    let sim = start_sim(253, Duration::from_millis(100)).await;
-    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
+    let app = TestApp::builder().unsynced().spawn().await;
+    let (http, url) = (app.http.clone(), app.url.clone());
     let (status, ct, body) = get(&http, format!("{url}/v1/pools")).await;
     assert_eq!((status, ct.as_str()), (200, "application/json"));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -248,6 +240,5 @@ async fn status_endpoints_and_errors() {
     let (status, _, body) = get(&http, format!("{url}/no/such/thing")).await;
     assert_eq!(status, 404);
     assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string());
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }

@@ -1,37 +1,23 @@
 //! The node_exporter endpoint of simulated VMs: the same series as the real node_exporter, and CPU
 //! figures that behave like a real VM's (a VM at its budget is ~100 % busy; two VMs sharing that load
 //! each show about half).
-//!
-//! Address ranges: 127.0.214.x and 127.0.215.x (tests/sim.rs uses 201-213 and 216-219).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use idch_autoscaler::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
+use idch_autoscaler::sim::SimOptions;
 use serde_json::Value;
 
-const KEY: &str = "node-exporter-test-key";
+use crate::common::*;
+
 const EXPORTER_PORT: u16 = 9100;
 const SERVICE_PORT: u16 = 3000;
 
-fn options(k: u8, cpu_budget: Option<f64>) -> SimOptions {
+fn options(subnet: &Subnet, cpu_budget: Option<f64>) -> SimOptions {
     SimOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api_key: KEY.into(),
-        location: "jkt01".into(),
-        billing_account_id: 1_200_211_740,
-        seed_name: "calculate-service".into(),
-        boot_delay: Duration::from_millis(200),
-        addresses: Ipv4Range::new(Ipv4Addr::new(127, 0, k, 10), Ipv4Addr::new(127, 0, k, 60))
-            .unwrap(),
-        service_port: SERVICE_PORT,
-        exporter_port: EXPORTER_PORT,
         cpu_budget,
-        workload_program: PathBuf::from(env!("CARGO_BIN_EXE_idch-autoscaler")),
-        faults: Faults::default(),
+        ..sim_options(subnet, Duration::from_millis(200))
     }
 }
 
@@ -193,77 +179,22 @@ async fn scrape(http: &reqwest::Client, addr: SocketAddr) -> (String, Exposition
     (content_type, parse(&resp.text().await.unwrap()))
 }
 
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn node_exporter_bin() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("prometheus-node-exporter"))
-        .find(|p| p.exists())
-        .expect("prometheus-node-exporter is not installed: run scripts/install-peers.sh")
-}
-
-/// The real node_exporter, killed and reaped when dropped.
-struct RealExporter {
-    child: Child,
-}
-
-impl RealExporter {
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RealExporter {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_series_match_the_real_node_exporter() {
     let http = http();
     let real_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut real = RealExporter {
-        child: Command::new(node_exporter_bin())
-            .args([
-                format!("--web.listen-address={real_addr}"),
-                "--collector.disable-defaults".into(),
-                "--collector.cpu".into(),
-                "--collector.meminfo".into(),
-                "--collector.loadavg".into(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting prometheus-node-exporter"),
-    };
+    let mut real = Peer::spawn(
+        "node_exporter",
+        peer_bin("prometheus-node-exporter"),
+        &[
+            format!("--web.listen-address={real_addr}"),
+            "--collector.disable-defaults".into(),
+            "--collector.cpu".into(),
+            "--collector.meminfo".into(),
+            "--collector.loadavg".into(),
+        ],
+        tempfile::tempdir().unwrap(),
+    );
     let real_body = eventually(
         Duration::from_secs(15),
         "the real node_exporter serves /metrics",
@@ -290,7 +221,7 @@ async fn the_series_match_the_real_node_exporter() {
     real.stop();
     let (real_type, real) = (real_body.0, parse(&real_body.1));
 
-    let sim = SimHandle::start(options(214, None)).await.unwrap();
+    let sim = TestSim::start(|subnet| options(subnet, None)).await;
     let seed = sim.seed_ip();
     let seed_exporter = SocketAddr::from((seed, EXPORTER_PORT));
     eventually(Duration::from_secs(20), "the seed serves", || {
@@ -457,8 +388,9 @@ async fn open_loop(ips: &[Ipv4Addr], rate: f64, duration: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_vms_sharing_a_load_each_report_about_half() {
+    let _cpu = cpu_heavy().await;
     let http = http();
-    let sim = SimHandle::start(options(215, Some(0.2))).await.unwrap();
+    let sim = TestSim::start(|subnet| options(subnet, Some(0.2))).await;
     let seed = sim.seed_ip();
     let seed_exporter = SocketAddr::from((seed, EXPORTER_PORT));
     eventually(Duration::from_secs(20), "the seed serves", || {
@@ -483,7 +415,7 @@ async fn two_vms_sharing_a_load_each_report_about_half() {
     // A second VM; the same rate, split over both.
     let resp = http
         .post(format!("{}/v1/jkt01/user-resource/vm/clone", sim.url()))
-        .header("apikey", KEY)
+        .header("apikey", API_KEY)
         .form(&[("uuid", sim.seed_uuid().as_str()), ("name", "clone-1")])
         .send()
         .await

@@ -1,10 +1,8 @@
 //! Black-box tests of the built-in IDCloudHost API simulator, over HTTP with reqwest.
 //!
-//! Each test owns the address range 127.0.{k}.10-127.0.{k}.60 with its own k (201..=213 and
-//! 216..=219; tests/node_exporter.rs has 214 and 215), so the tests run in parallel, each with its
-//! own simulator and workload processes.
+//! Each test owns the address range 127.0.{k}.10-127.0.{k}.60 of its own `Subnet`, so the tests
+//! run in parallel, each with its own simulator and workload processes.
 
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,33 +12,17 @@ use idch_autoscaler::sim::{Faults, Ipv4Range, SimArgs, SimHandle, SimOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::common::{cpu_heavy, eventually, sim_options, workload_program as program, Subnet};
+
 const KEY: &str = "sim-test-key-7f3a9c";
 const BOOT: Duration = Duration::from_millis(300);
 const PORT: u16 = 3000;
 const EXPORTER_PORT: u16 = 9100;
 
-fn program() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_idch-autoscaler"))
-}
-
-fn range(k: u8, last: u8) -> Ipv4Range {
-    Ipv4Range::new(Ipv4Addr::new(127, 0, k, 10), Ipv4Addr::new(127, 0, k, last)).unwrap()
-}
-
-fn options(k: u8) -> SimOptions {
+fn options(net: &Subnet) -> SimOptions {
     SimOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
         api_key: KEY.into(),
-        location: "jkt01".into(),
-        billing_account_id: 1_200_211_740,
-        seed_name: "calculate-service".into(),
-        boot_delay: BOOT,
-        addresses: range(k, 60),
-        service_port: PORT,
-        exporter_port: EXPORTER_PORT,
-        cpu_budget: None,
-        workload_program: program(),
-        faults: Faults::default(),
+        ..sim_options(net, BOOT)
     }
 }
 
@@ -155,25 +137,6 @@ impl Api {
             },
         )
         .await
-    }
-}
-
-/// Polls `check` every 50 ms until it yields a value; panics after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -321,7 +284,8 @@ fn assert_vm_shape(vm: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_runs_and_a_clone_boots_serves_and_is_deleted() {
-    let sim = SimHandle::start(options(201)).await.unwrap();
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
     let api = Api::new(&sim);
 
     let vms = api.list().await;
@@ -332,8 +296,11 @@ async fn seed_runs_and_a_clone_boots_serves_and_is_deleted() {
     assert!(parsed.is_running());
     assert_eq!(parsed.uuid, sim.seed_uuid());
     assert_eq!(parsed.name, "calculate-service");
-    assert_eq!(parsed.private_ipv4.as_deref(), Some("127.0.201.10"));
-    assert_eq!(sim.seed_ip(), Ipv4Addr::new(127, 0, 201, 10));
+    assert_eq!(
+        parsed.private_ipv4.as_deref(),
+        Some(net.ip(10).to_string().as_str())
+    );
+    assert_eq!(sim.seed_ip(), net.ip(10));
     wait_calculate(sim.seed_ip()).await;
 
     let cloned_at = Instant::now();
@@ -355,7 +322,7 @@ async fn seed_runs_and_a_clone_boots_serves_and_is_deleted() {
     let booted = api.wait_running(&uuid).await;
     assert!(cloned_at.elapsed() >= BOOT - Duration::from_millis(50));
     let ip = ip_of(&booted);
-    assert_eq!(ip, Ipv4Addr::new(127, 0, 201, 11));
+    assert_eq!(ip, net.ip(11));
     wait_calculate(ip).await;
     let state = sim.state();
     let vm_state = state.vms.iter().find(|v| v.uuid == uuid).unwrap();
@@ -389,7 +356,8 @@ async fn seed_runs_and_a_clone_boots_serves_and_is_deleted() {
 
 #[tokio::test]
 async fn parameters_work_as_form_body_and_as_query_string() {
-    let sim = SimHandle::start(options(202)).await.unwrap();
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
     let api = Api::new(&sim);
     let seed = sim.seed_uuid();
 
@@ -488,7 +456,8 @@ async fn parameters_work_as_form_body_and_as_query_string() {
 
 #[tokio::test]
 async fn apikey_and_unknown_uuids_get_the_api_errors() {
-    let sim = SimHandle::start(options(203)).await.unwrap();
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
     let api = Api::new(&sim);
 
     let resp = api
@@ -545,7 +514,8 @@ async fn apikey_and_unknown_uuids_get_the_api_errors() {
 
 #[tokio::test]
 async fn floating_ips_are_listed_by_vm_and_deletable() {
-    let sim = SimHandle::start(options(204)).await.unwrap();
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
     let api = Api::new(&sim);
     let seed = sim.seed_uuid();
     let a = api.clone_ok(&seed, "a").await["uuid"]
@@ -654,7 +624,8 @@ async fn floating_ips_are_listed_by_vm_and_deletable() {
 
 #[tokio::test]
 async fn faults_error_rate_latency_never_boots_and_state() {
-    let sim = SimHandle::start(options(205)).await.unwrap();
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
     let api = Api::new(&sim);
     let state_url = format!("{}/_sim/state", sim.url());
     let faults_url = format!("{}/_sim/faults", sim.url());
@@ -750,10 +721,10 @@ async fn faults_error_rate_latency_never_boots_and_state() {
     let stuck_state = vms.iter().find(|v| v["uuid"] == uuid).unwrap();
     assert_eq!(stuck_state["name"], "stuck");
     assert!(stuck_state["pid"].is_null());
-    assert_eq!(stuck_state["address"], "127.0.205.11");
+    assert_eq!(stuck_state["address"], net.ip(11).to_string().as_str());
     let seed_state = vms.iter().find(|v| v["seed"] == true).unwrap();
     assert_eq!(seed_state["status"], "running");
-    assert_eq!(seed_state["private_ipv4"], "127.0.205.10");
+    assert_eq!(seed_state["private_ipv4"], net.ip(10).to_string().as_str());
     assert_eq!(state["faults"]["clone_never_boots"], true);
     assert!(state["calls"]["vm_clone"].as_u64().unwrap() >= 2);
     sim.shutdown().await;
@@ -761,7 +732,8 @@ async fn faults_error_rate_latency_never_boots_and_state() {
 
 #[tokio::test]
 async fn a_hanging_clone_times_out_the_client_but_creates_the_vm() {
-    let sim = SimHandle::start(options(206)).await.unwrap();
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
     let api = Api::new(&sim);
     sim.set_faults(Faults {
         clone_hang: Duration::from_secs(5),
@@ -787,18 +759,19 @@ async fn a_hanging_clone_times_out_the_client_but_creates_the_vm() {
 
 #[tokio::test]
 async fn taken_addresses_are_skipped_and_an_exhausted_range_fails_the_clone() {
-    // 127.0.208.10 is busy on the service port: the seed gets .11, a clone .12, and then none is left.
-    let busy = std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 208, 10), PORT)).unwrap();
-    let mut opts = options(208);
-    opts.addresses = range(208, 12);
+    let net = Subnet::claim();
+    // .10 is busy on the service port: the seed gets .11, a clone .12, and then none is left.
+    let busy = std::net::TcpListener::bind((net.ip(10), PORT)).unwrap();
+    let mut opts = options(&net);
+    opts.addresses = net.range(10, 12);
     let sim = SimHandle::start(opts).await.unwrap();
     let api = Api::new(&sim);
-    assert_eq!(sim.seed_ip(), Ipv4Addr::new(127, 0, 208, 11));
+    assert_eq!(sim.seed_ip(), net.ip(11));
 
     let clone = api.clone_ok(&sim.seed_uuid(), "one").await;
     let uuid = clone["uuid"].as_str().unwrap().to_string();
     let booted = api.wait_running(&uuid).await;
-    assert_eq!(ip_of(&booted), Ipv4Addr::new(127, 0, 208, 12));
+    assert_eq!(ip_of(&booted), net.ip(12));
 
     let resp = api.clone_vm(&sim.seed_uuid(), "two").await;
     assert!(resp.status().is_server_error(), "{}", resp.status());
@@ -810,14 +783,15 @@ async fn taken_addresses_are_skipped_and_an_exhausted_range_fails_the_clone() {
     assert_eq!(api.delete(&uuid).await.status(), StatusCode::OK);
     let again = api.clone_ok(&sim.seed_uuid(), "three").await;
     let booted = api.wait_running(again["uuid"].as_str().unwrap()).await;
-    assert_eq!(ip_of(&booted), Ipv4Addr::new(127, 0, 208, 12));
+    assert_eq!(ip_of(&booted), net.ip(12));
     drop(busy);
     sim.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_and_start_kill_and_restart_the_workload() {
-    let sim = SimHandle::start(options(209)).await.unwrap();
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
     let api = Api::new(&sim);
     let seed = sim.seed_uuid();
     wait_calculate(sim.seed_ip()).await;
@@ -840,7 +814,8 @@ async fn stop_and_start_kill_and_restart_the_workload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_kills_every_workload() {
-    let sim = SimHandle::start(options(207)).await.unwrap();
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
     let api = Api::new(&sim);
     let mut ips = vec![sim.seed_ip()];
     for name in ["c1", "c2"] {
@@ -875,6 +850,7 @@ async fn shutdown_kills_every_workload() {
 #[tokio::test]
 async fn sim_subcommand_serves_until_sigterm_and_stops_its_vms() {
     use tokio::io::{AsyncBufReadExt, BufReader};
+    let net = Subnet::claim();
 
     let mut child = tokio::process::Command::new(program())
         .args([
@@ -882,7 +858,7 @@ async fn sim_subcommand_serves_until_sigterm_and_stops_its_vms() {
             "--listen",
             "127.0.0.1:0",
             "--addresses",
-            "127.0.210.10-127.0.210.60",
+            format!("{}-{}", net.ip(10), net.ip(60)).as_str(),
             "--boot-delay",
             "200ms",
             "--api-key-env",
@@ -924,7 +900,7 @@ async fn sim_subcommand_serves_until_sigterm_and_stops_its_vms() {
     let vms: Vec<Value> = resp.json().await.unwrap();
     assert_eq!(vms.len(), 1);
     let seed_ip = ip_of(&vms[0]);
-    assert_eq!(seed_ip, Ipv4Addr::new(127, 0, 210, 10));
+    assert_eq!(seed_ip, net.ip(10));
     wait_calculate(seed_ip).await;
     wait_exporter(seed_ip).await;
 
@@ -977,7 +953,8 @@ fn sim_args_become_options() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_handle_kills_the_workloads_too() {
-    let sim = SimHandle::start(options(211)).await.unwrap();
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
     let ip = sim.seed_ip();
     wait_calculate(ip).await;
     wait_exporter(ip).await;
@@ -989,6 +966,7 @@ async fn dropping_the_handle_kills_the_workloads_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_simulator_leaves_no_orphan_workload() {
     use tokio::io::{AsyncBufReadExt, BufReader};
+    let net = Subnet::claim();
 
     let mut child = tokio::process::Command::new(program())
         .args([
@@ -996,7 +974,7 @@ async fn a_killed_simulator_leaves_no_orphan_workload() {
             "--listen",
             "127.0.0.1:0",
             "--addresses",
-            "127.0.212.10-127.0.212.60",
+            format!("{}-{}", net.ip(10), net.ip(60)).as_str(),
             "--boot-delay",
             "100ms",
             "--api-key-env",
@@ -1025,7 +1003,7 @@ async fn a_killed_simulator_leaves_no_orphan_workload() {
     .await
     .expect("`idch-autoscaler sim` printed no seed line");
     let (url, key) = (url.unwrap(), key.unwrap());
-    let seed_ip = Ipv4Addr::new(127, 0, 212, 10);
+    let seed_ip = net.ip(10);
 
     // A clone too: its workload is spawned from a runtime worker thread, the seed's from the main one.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -1050,7 +1028,7 @@ async fn a_killed_simulator_leaves_no_orphan_workload() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let clone_ip = Ipv4Addr::new(127, 0, 212, 11);
+    let clone_ip = net.ip(11);
     wait_calculate(seed_ip).await;
     wait_calculate(clone_ip).await;
     wait_exporter(clone_ip).await;
@@ -1065,8 +1043,9 @@ async fn a_killed_simulator_leaves_no_orphan_workload() {
 
 #[tokio::test]
 async fn a_workload_that_exits_or_cannot_start_is_noticed() {
+    let net = Subnet::claim();
     // `false` ignores its arguments and exits 1 at once.
-    let mut opts = options(213);
+    let mut opts = options(&net);
     opts.workload_program = PathBuf::from("false");
     let sim = SimHandle::start(opts).await.unwrap();
     let vm = eventually(Duration::from_secs(5), "the exit is noticed", || async {
@@ -1081,7 +1060,7 @@ async fn a_workload_that_exits_or_cannot_start_is_noticed() {
     assert!(vm.pid.is_none());
     sim.shutdown().await;
 
-    let mut opts = options(213);
+    let mut opts = options(&net);
     opts.workload_program = PathBuf::from("/nonexistent/idch-autoscaler");
     let sim = SimHandle::start(opts).await.unwrap();
     let state = sim.state();
@@ -1103,7 +1082,9 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cpu_budget_is_a_cgroup_quota_on_the_workload() {
-    let mut opts = options(216);
+    let _cpu = cpu_heavy().await;
+    let net = Subnet::claim();
+    let mut opts = options(&net);
     opts.cpu_budget = Some(0.1);
     let sim = SimHandle::start(opts).await.unwrap();
     let ip = sim.seed_ip();
@@ -1185,7 +1166,8 @@ async fn a_cpu_budget_is_a_cgroup_quota_on_the_workload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_and_deleting_a_vm_stop_its_exporter_and_remove_its_cgroup() {
-    let mut opts = options(217);
+    let net = Subnet::claim();
+    let mut opts = options(&net);
     opts.cpu_budget = Some(0.2);
     let sim = SimHandle::start(opts).await.unwrap();
     let api = Api::new(&sim);
@@ -1249,14 +1231,14 @@ async fn stopping_and_deleting_a_vm_stop_its_exporter_and_remove_its_cgroup() {
 
 #[tokio::test]
 async fn an_address_whose_exporter_port_is_taken_is_skipped() {
-    let busy =
-        std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 218, 10), EXPORTER_PORT)).unwrap();
-    let sim = SimHandle::start(options(218)).await.unwrap();
-    assert_eq!(sim.seed_ip(), Ipv4Addr::new(127, 0, 218, 11));
+    let net = Subnet::claim();
+    let busy = std::net::TcpListener::bind((net.ip(10), EXPORTER_PORT)).unwrap();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
+    assert_eq!(sim.seed_ip(), net.ip(11));
     drop(busy);
     sim.shutdown().await;
 
-    let mut opts = options(218);
+    let mut opts = options(&net);
     opts.exporter_port = PORT;
     assert!(
         SimHandle::start(opts).await.is_err(),
@@ -1266,7 +1248,8 @@ async fn an_address_whose_exporter_port_is_taken_is_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_handle_removes_the_cgroups() {
-    let mut opts = options(219);
+    let net = Subnet::claim();
+    let mut opts = options(&net);
     opts.cpu_budget = Some(0.2);
     let sim = SimHandle::start(opts).await.unwrap();
     let ip = sim.seed_ip();

@@ -7,7 +7,6 @@
 //! .venv-peers/bin). Everything runs on loopback.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,26 +15,7 @@ use idch_autoscaler::check::rules;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A real tool: from the project's `.venv-peers/bin`, else from PATH.
-fn tool(name: &str) -> PathBuf {
-    let venv = root().join(".venv-peers/bin").join(name);
-    if venv.exists() {
-        return venv;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!("{name} is not installed: run scripts/install-peers.sh");
-}
+use crate::common::{free_port, peer_bin as tool, root};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
@@ -1012,14 +992,6 @@ fn grafana_readme_says_how_the_files_were_checked() {
 }
 
 // ---- k6/ --------------------------------------------------------------------------------------------
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A child process killed when dropped.
 struct Child(std::process::Child);

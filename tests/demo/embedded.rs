@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn the_embedded_default_serves_the_seed_and_stops_cleanly() {
+    let _ports = crate::fixed_ports();
     let mut child = Command::new(env!("CARGO_BIN_EXE_idch-autoscaler"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

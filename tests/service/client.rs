@@ -1,11 +1,9 @@
 //! The IDCloudHost client against the built-in simulator: every call, error bodies, 401, 404 on
 //! delete, retries after a 500, timeouts, and the API key kept out of every message.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use idch_autoscaler::config::Secret;
 use idch_autoscaler::idch::client::{Deleted, RetryPolicy};
 use idch_autoscaler::idch::{CloudClient, CloudError};
@@ -21,7 +19,7 @@ fn fast_retries(client: CloudClient, attempts: u32) -> CloudClient {
 
 #[tokio::test]
 async fn every_call_against_the_simulator() {
-    let sim = start_sim(240, Duration::from_millis(100)).await;
+    let sim = start_sim(Duration::from_millis(100)).await;
     let client = client_for(&sim);
 
     let vms = client.list_vms().await.unwrap();
@@ -83,7 +81,7 @@ async fn every_call_against_the_simulator() {
 
 #[tokio::test]
 async fn error_bodies_become_typed_errors() {
-    let sim = start_sim(241, Duration::from_millis(100)).await;
+    let sim = start_sim(Duration::from_millis(100)).await;
     let client = client_for(&sim);
     match client.get_vm("no-such-uuid").await {
         Err(CloudError::NotFound { message, .. }) => {
@@ -105,7 +103,7 @@ async fn error_bodies_become_typed_errors() {
 
 #[tokio::test]
 async fn a_wrong_key_is_a_loud_configuration_error_without_the_key() {
-    let sim = start_sim(242, Duration::from_millis(100)).await;
+    let sim = start_sim(Duration::from_millis(100)).await;
     let config = config_for(&sim, "", "");
     let secret = "wrong-key-SHOULD-NOT-LEAK";
     let client = fast_retries(
@@ -129,7 +127,7 @@ async fn a_wrong_key_is_a_loud_configuration_error_without_the_key() {
 
 #[tokio::test]
 async fn transient_errors_are_retried_and_clone_is_not() {
-    let sim = start_sim(243, Duration::from_millis(100)).await;
+    let sim = start_sim(Duration::from_millis(100)).await;
     let client = fast_retries(client_for(&sim), 3);
     sim.set_faults(Faults {
         error_rate: 1.0,
@@ -174,7 +172,7 @@ async fn transient_errors_are_retried_and_clone_is_not() {
 
 #[tokio::test]
 async fn a_call_that_hangs_times_out() {
-    let sim = start_sim(244, Duration::from_millis(100)).await;
+    let sim = start_sim(Duration::from_millis(100)).await;
     let mut config = config_for(&sim, "", "");
     config.cloud.timeout = Duration::from_millis(300);
     let client = fast_retries(

@@ -1,11 +1,9 @@
 //! The reconciler acting against the simulator: boot failures, names, cloud faults, restarts.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use idch_autoscaler::sim::{Faults, SimHandle};
 
 fn sim_vm_names(sim: &SimHandle) -> Vec<String> {
@@ -48,26 +46,22 @@ async fn wait_ready(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clone_that_never_boots_is_deleted_after_boot_timeout_and_retried() {
-    let sim = start_sim(238, Duration::from_millis(100)).await;
-    sim.set_faults(Faults {
-        clone_never_boots: true,
-        ..Faults::default()
-    });
-    let service = start_service(
-        config_for(&sim, "", "boot_timeout = \"1s\"\nmax = 2\n"),
-        secrets(None),
-    )
-    .await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::builder()
+        .faults(Faults {
+            clone_never_boots: true,
+            ..Faults::default()
+        })
+        .pool("boot_timeout = \"1s\"\nmax = 2\n")
+        .spawn()
+        .await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     set_desired(&http, &url, 2, None).await;
     // The first attempt fails its boot; a second attempt is made; never more than max VMs.
     let mut max_seen = 0;
     eventually(Duration::from_secs(15), "a second clone attempt", || {
-        let names = sim_vm_names(&sim);
+        let names = sim_vm_names(sim);
         max_seen = max_seen.max(names.len());
-        let calls = clone_calls(&sim);
+        let calls = clone_calls(sim);
         async move { (calls >= 2).then_some(()) }
     })
     .await;
@@ -86,20 +80,16 @@ async fn a_clone_that_never_boots_is_deleted_after_boot_timeout_and_retried() {
     sim.set_faults(Faults::default());
     wait_ready(&http, &url, 2, Duration::from_secs(20)).await;
     assert_eq!(
-        sim_vm_names(&sim),
+        sim_vm_names(sim),
         ["calculate-service", "calculate-service-clone-1"]
     );
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_never_collide_and_the_newest_clone_goes_first() {
-    let sim = start_sim(239, Duration::from_millis(100)).await;
-    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::spawn().await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     set_desired(&http, &url, 4, None).await;
     let s = wait_ready(&http, &url, 4, Duration::from_secs(20)).await;
     assert_eq!(
@@ -115,7 +105,7 @@ async fn names_never_collide_and_the_newest_clone_goes_first() {
     // drained, and the replacement of clone 1 takes the smallest free name again.
     let uuid1 = s["backends"][1]["uuid"].as_str().unwrap().to_string();
     set_desired(&http, &url, 3, None).await;
-    client_for(&sim).delete_vm(&uuid1).await.unwrap();
+    client_for(sim).delete_vm(&uuid1).await.unwrap();
     let s = eventually(
         Duration::from_secs(25),
         "converged on 3 with fresh names",
@@ -143,24 +133,20 @@ async fn names_never_collide_and_the_newest_clone_goes_first() {
             "calculate-service-clone-2"
         ]
     );
-    let names = sim_vm_names(&sim);
+    let names = sim_vm_names(sim);
     let unique: BTreeSet<_> = names.iter().collect();
     assert_eq!(
         unique.len(),
         names.len(),
         "no duplicate names in the cloud: {names:?}"
     );
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_faults_converge_without_double_clones_or_orphans() {
-    let sim = start_sim(245, Duration::from_millis(100)).await;
-    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::spawn().await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     // A flaky, slow cloud.
     sim.set_faults(Faults {
         error_rate: 0.3,
@@ -202,31 +188,21 @@ async fn cloud_faults_converge_without_double_clones_or_orphans() {
         .iter()
         .map(|b| b["name"].as_str().unwrap().to_string())
         .collect();
-    let in_cloud: BTreeSet<String> = sim_vm_names(&sim).into_iter().collect();
+    let in_cloud: BTreeSet<String> = sim_vm_names(sim).into_iter().collect();
     assert_eq!(in_pool, in_cloud, "nothing orphaned, nothing cloned twice");
     // (Calls can number more than 3: a clone answered with an injected 500 is retried after a
     // re-list shows it did not happen. What counts is what exists.)
     assert_eq!(in_cloud.len(), 4);
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_during_a_drain_finishes_it_and_never_routes_the_vm_again() {
-    let sim = start_sim(246, Duration::from_millis(100)).await;
-    let state = std::env::temp_dir().join(format!(
-        "idch-test-restart-{}.db",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let config = || {
-        let mut c = config_with_state(&sim, &state, "", "");
-        c.pools[0].drain_period = Duration::from_secs(5);
-        c
-    };
-    let service = start_service(config(), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let mut app = TestApp::builder()
+        .config(|c| c.pools[0].drain_period = Duration::from_secs(5))
+        .spawn()
+        .await;
+    let (http, url) = (app.http.clone(), app.url.clone());
     set_desired(&http, &url, 2, None).await;
     let s = wait_ready(&http, &url, 2, Duration::from_secs(20)).await;
     let clone_ip = s["backends"][1]["ip"].as_str().unwrap().to_string();
@@ -239,15 +215,15 @@ async fn a_restart_during_a_drain_finishes_it_and_never_routes_the_vm_again() {
         }
     })
     .await;
-    service.stop().await.unwrap();
+    app.stop_service().await;
     assert_eq!(
-        sim_vm_names(&sim).len(),
+        sim_vm_names(&app.sim).len(),
         2,
         "the VM is still there, half drained"
     );
 
-    let service = start_service(config(), secrets(None)).await;
-    let url = service.url();
+    app.start_service().await;
+    let (sim, url) = (&app.sim, app.url.clone());
     // Watch /traefik until the VM is gone: it must never be routed again.
     let started = std::time::Instant::now();
     loop {
@@ -259,7 +235,7 @@ async fn a_restart_during_a_drain_finishes_it_and_never_routes_the_vm_again() {
                 "a draining VM came back into rotation: {doc}"
             );
         }
-        if sim_vm_names(&sim).len() == 1 {
+        if sim_vm_names(sim).len() == 1 {
             break;
         }
         assert!(
@@ -270,21 +246,16 @@ async fn a_restart_during_a_drain_finishes_it_and_never_routes_the_vm_again() {
     }
     let s = wait_ready(&http, &url, 1, Duration::from_secs(10)).await;
     assert_eq!(s["desired"], 1);
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_during_a_boot_or_a_clone_call_finds_the_vm_by_name() {
-    let sim = start_sim(247, Duration::from_secs(2)).await;
-    let state = std::env::temp_dir().join(format!(
-        "idch-test-restart-{}.db",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let mut app = TestApp::builder()
+        .boot_delay(Duration::from_secs(2))
+        .spawn()
+        .await;
+    let (http, url) = (app.http.clone(), app.url.clone());
     // Stop while the clone boots.
     set_desired(&http, &url, 2, None).await;
     eventually(Duration::from_secs(5), "clone booting", || {
@@ -295,18 +266,18 @@ async fn a_restart_during_a_boot_or_a_clone_call_finds_the_vm_by_name() {
         }
     })
     .await;
-    service.stop().await.unwrap();
-    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
-    let url = service.url();
+    app.stop_service().await;
+    app.start_service().await;
+    let url = app.url.clone();
     wait_ready(&http, &url, 2, Duration::from_secs(15)).await;
     assert_eq!(
-        clone_calls(&sim),
+        clone_calls(&app.sim),
         1,
         "the booting clone was found again, not cloned twice"
     );
 
     // Stop while a clone call hangs (the VM gets created after we are gone).
-    sim.set_faults(Faults {
+    app.sim.set_faults(Faults {
         clone_hang: Duration::from_millis(1500),
         ..Faults::default()
     });
@@ -319,32 +290,27 @@ async fn a_restart_during_a_boot_or_a_clone_call_finds_the_vm_by_name() {
         }
     })
     .await;
-    service.stop().await.unwrap();
-    sim.set_faults(Faults::default());
-    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
-    let url = service.url();
+    app.stop_service().await;
+    app.sim.set_faults(Faults::default());
+    app.start_service().await;
+    let (sim, url) = (&app.sim, app.url.clone());
     wait_ready(&http, &url, 3, Duration::from_secs(20)).await;
     assert_eq!(
-        clone_calls(&sim),
+        clone_calls(sim),
         2,
         "the clone made during the restart was adopted by name"
     );
-    assert_eq!(sim_vm_names(&sim).len(), 3);
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    assert_eq!(sim_vm_names(sim).len(), 3);
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clone_unhealthy_for_too_long_is_drained_and_replaced() {
-    let sim = start_sim(254, Duration::from_millis(100)).await;
-    let service = start_service(
-        config_for(&sim, "", "replace_unhealthy_after = \"1s\"\n"),
-        secrets(None),
-    )
-    .await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    let app = TestApp::builder()
+        .pool("replace_unhealthy_after = \"1s\"\n")
+        .spawn()
+        .await;
+    let (sim, http, url) = (&app.sim, app.http.clone(), app.url.clone());
     set_desired(&http, &url, 2, None).await;
     let s = wait_ready(&http, &url, 2, Duration::from_secs(20)).await;
     let sick = s["backends"][1]["uuid"].as_str().unwrap().to_string();
@@ -376,7 +342,6 @@ async fn a_clone_unhealthy_for_too_long_is_drained_and_replaced() {
         acts.iter().any(|(a, _)| a == "replace_unhealthy"),
         "{acts:?}"
     );
-    assert_eq!(sim_vm_names(&sim).len(), 2, "the sick clone was deleted");
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    assert_eq!(sim_vm_names(sim).len(), 2, "the sick clone was deleted");
+    app.stop().await;
 }
