@@ -18,6 +18,7 @@ mod fuzz;
 mod harness;
 mod node_exporter;
 mod peers;
+mod reconciler;
 mod scaling;
 mod shipped_files;
 mod sim;

@@ -2,11 +2,9 @@
 //! call, two VMs that share a name are one surplus VM, and a restart adopts what it finds
 //! without announcing ready clones again.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use idch_autoscaler::sim::{Faults, SimHandle};
 
 async fn wait_ready(http: &reqwest::Client, url: &str, n: usize) -> serde_json::Value {
@@ -70,14 +68,12 @@ fn signal(pid: u32, sig: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_and_drains_keep_their_pace_while_every_cloud_call_takes_5s() {
-    let sim = start_sim(201, Duration::from_millis(100)).await;
-    let mut config = config_for(&sim, "", "");
-    config.cloud.timeout = Duration::from_secs(10);
-    let service = start_service(config, secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
-    set_desired(&http, &url, 3, None).await;
+    let app = TestApp::builder()
+        .config(|c| c.cloud.timeout = Duration::from_secs(10))
+        .spawn()
+        .await;
+    let (http, url, sim) = (app.http.clone(), app.url.clone(), &app.sim);
+    app.set_desired(3).await;
     let s = wait_ready(&http, &url, 3).await;
     let clones: Vec<(String, String)> = s["backends"]
         .as_array()
@@ -173,22 +169,19 @@ async fn probes_and_drains_keep_their_pace_while_every_cloud_call_takes_5s() {
         "the victim's delete was still in flight: {deleting}"
     );
     sim.set_faults(Faults::default());
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_vms_with_one_name_are_one_surplus_vm() {
-    let sim = start_sim(202, Duration::from_millis(100)).await;
-    let service = start_service(config_for(&sim, "", ""), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
-    set_desired(&http, &url, 2, None).await;
+    let app = TestApp::spawn().await;
+    let (http, url, sim) = (app.http.clone(), app.url.clone(), &app.sim);
+    app.set_desired(2).await;
     let s = wait_ready(&http, &url, 2).await;
     let name = s["backends"][1]["name"].as_str().unwrap().to_string();
     // A second VM under the same name, as a clone call that finished after we gave up on it.
-    let late = client_for(&sim)
+    let late = app
+        .cloud()
         .clone_vm(&sim.seed_uuid(), &name)
         .await
         .unwrap();
@@ -224,34 +217,26 @@ async fn two_vms_with_one_name_are_one_surplus_vm() {
             .any(|a| a["action"] == "adopted" && a["detail"].as_str().unwrap().contains(&late.uuid)),
         "the duplicate was adopted first: {acts:#?}"
     );
-    service.stop().await.unwrap();
-    sim.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_adopts_what_it_finds_and_does_not_announce_ready_clones_again() {
-    let sim = start_sim(203, Duration::from_millis(100)).await;
-    let state = std::env::temp_dir().join(format!(
-        "idch-test-adopt-{}.db",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
-    let http = reqwest::Client::new();
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
-    set_desired(&http, &url, 2, None).await;
-    wait_ready(&http, &url, 2).await;
+    let mut app = TestApp::spawn().await;
+    let http = app.http.clone();
+    app.set_desired(2).await;
+    wait_ready(&http, &app.url, 2).await;
     let count = |acts: &[serde_json::Value], action: &str| {
         acts.iter().filter(|a| a["action"] == action).count()
     };
-    let before = activity_log(&http, &url).await;
+    let before = activity_log(&http, &app.url).await;
     assert_eq!(count(&before, "ready"), 1);
     assert_eq!(count(&before, "adopted"), 1, "the seed, at the first start");
-    service.stop().await.unwrap();
+    app.stop_service().await;
 
-    let service = start_service(config_with_state(&sim, &state, "", ""), secrets(None)).await;
-    let url = service.url();
-    wait_synced(&http, &url, None).await;
+    app.start_service().await;
+    app.wait_synced().await;
+    let url = app.url.clone();
     wait_ready(&http, &url, 2).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = activity_log(&http, &url).await;
@@ -259,11 +244,9 @@ async fn a_restart_adopts_what_it_finds_and_does_not_announce_ready_clones_again
     assert_eq!(count(new, "adopted"), 2, "one per VM found: {new:#?}");
     assert_eq!(count(new, "ready"), 0, "no clone re-announced: {new:#?}");
     // A clone made after the restart is announced as usual.
-    set_desired(&http, &url, 3, None).await;
+    app.set_desired(3).await;
     wait_ready(&http, &url, 3).await;
     let last = activity_log(&http, &url).await;
     assert_eq!(count(&last, "ready"), 2);
-    service.stop().await.unwrap();
-    sim.shutdown().await;
-    let _ = std::fs::remove_file(&state);
+    app.stop().await;
 }
