@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod http;
+pub use http::HttpConfig;
+
 /// A secret string: its `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -95,6 +98,8 @@ pub struct Config {
     /// Allow webhooks without auth on a non-loopback address.
     pub allow_unauthenticated: bool,
     pub auth: AuthConfig,
+    /// `[http]`: timeouts and the connection bound of the server.
+    pub http: HttpConfig,
     pub cloud: CloudConfig,
     pub traefik: TraefikConfig,
     pub pools: Vec<PoolConfig>,
@@ -192,6 +197,8 @@ struct RawConfig {
     allow_unauthenticated: Option<bool>,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    http: http::RawHttp,
     idcloudhost: Option<RawCloud>,
     #[serde(default)]
     traefik: RawTraefik,
@@ -603,6 +610,7 @@ impl RawConfig {
             reconcile_interval,
             allow_unauthenticated: self.allow_unauthenticated.unwrap_or(false),
             auth,
+            http: self.http.validate()?,
             cloud,
             traefik,
             pools,

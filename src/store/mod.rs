@@ -14,6 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::pool::decide::Clocks;
 
+mod replay;
+
 /// Why a VM is tracked: it is being created, drained or deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
