@@ -573,3 +573,94 @@ async fn challenges_name_the_configured_schemes_and_two_authorizations_are_refus
     service.stop().await.unwrap();
     sim.shutdown().await;
 }
+
+// ---- 8. What the real Alertmanager sends still passes every check ---------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_alertmanager_still_scales_through_the_strict_checks() {
+    let sim = start_sim(218, Duration::from_millis(100)).await;
+    let mut s = secrets(None);
+    s.webhook_token = Some(Secret::new("am-token"));
+    let service = start_service(config_for(&sim, "", NO_COOLDOWN), s).await;
+    let http = reqwest::Client::new();
+    let url = service.url();
+    wait_synced(&http, &url, None).await;
+
+    // The shipped routing, pointed at this service, with a short group_wait.
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut yml = std::fs::read_to_string(root.join("prometheus/alertmanager.yml")).unwrap();
+    for (from, to) in [
+        (
+            "http://127.0.0.1:4000/v1/scale-up",
+            format!("{url}/v1/scale-up"),
+        ),
+        (
+            "http://127.0.0.1:4000/v1/scale-down",
+            format!("{url}/v1/scale-down"),
+        ),
+        ("group_wait: 10s", "group_wait: 1s".to_string()),
+    ] {
+        assert!(yml.contains(from), "alertmanager.yml lost {from:?}");
+        yml = yml.replace(from, &to);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alertmanager.yml"), yml).unwrap();
+    std::fs::write(dir.path().join("idch-webhook-token"), "am-token").unwrap();
+    let port = free_port();
+    let args = vec![
+        format!(
+            "--config.file={}",
+            dir.path().join("alertmanager.yml").display()
+        ),
+        format!("--storage.path={}", dir.path().join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--cluster.listen-address=".to_string(),
+    ];
+    let _am = Peer::spawn(
+        "alertmanager",
+        peer_bin("prometheus-alertmanager"),
+        &args,
+        dir,
+    );
+    let am = format!("http://127.0.0.1:{port}");
+    eventually(Duration::from_secs(30), "alertmanager ready", || {
+        let (http, am) = (http.clone(), am.clone());
+        async move {
+            let r = http.get(format!("{am}/-/ready")).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    let alert = serde_json::json!([{
+        "labels": {"alertname": "AutoscalerScaleUp", "autoscale": "up", "pool": "calculate"},
+        "annotations": {"summary": "hardening test"},
+    }]);
+    let r = http
+        .post(format!("{am}/api/v2/alerts"))
+        .json(&alert)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    eventually(
+        Duration::from_secs(20),
+        "Alertmanager's notification accepted",
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { (desired(&http, &url).await == 2).then_some(()) }
+        },
+    )
+    .await;
+    let log = activity_log(&http, &url).await;
+    assert!(
+        log.iter().any(|a| a["action"] == "scale_up"
+            && a["outcome"] == "accepted"
+            && a["cause"]
+                .as_str()
+                .unwrap()
+                .contains("alertmanager: AutoscalerScaleUp")),
+        "{log:?}"
+    );
+    service.stop().await.unwrap();
+    sim.shutdown().await;
+}
