@@ -183,26 +183,43 @@ impl PoolControl {
     }
 
     /// An operator's `PUT /v1/pools/{pool}/desired`: any size within bounds, no cooldown; the
-    /// clocks start again so alerts do not immediately undo it.
+    /// clocks start again so alerts do not immediately undo it. The size desired already is
+    /// changes nothing (clocks included) and is recorded as `unchanged`.
     pub fn set_desired(&self, size: u32, cause: &str, now: f64) -> Result<Outcome, ControlError> {
         let (min, max) = (self.config.min, self.config.max);
         if size < min || size > max {
             return Err(ControlError::OutOfBounds { size, min, max });
         }
         let mut guard = self.lock();
-        let from = guard.0.size.unwrap_or(size);
+        let current = guard.0.size;
+        if current == Some(size) {
+            let activity = Activity::new(
+                "set_desired",
+                cause,
+                "unchanged",
+                format!("desired {size} (unchanged)"),
+            );
+            self.store
+                .record(&self.config.name, &activity)
+                .map_err(ControlError::Store)?;
+            drop(guard);
+            return Ok(Outcome {
+                decision: Decision::Unchanged,
+                desired: size,
+            });
+        }
+        let from = current.unwrap_or(size);
         let mut clocks = guard.1;
         if size > from {
             clocks.last_up = Some(now);
         } else if size < from {
             clocks.last_down = Some(now);
         }
-        let activity = Activity::new(
-            "set_desired",
-            cause,
-            "accepted",
-            format!("desired {from} -> {size}"),
-        );
+        let detail = match current {
+            Some(from) => format!("desired {from} -> {size}"),
+            None => format!("desired (unset) -> {size}"),
+        };
+        let activity = Activity::new("set_desired", cause, "accepted", detail);
         self.store
             .save_pool(&self.config.name, size, &clocks, Some(&activity))
             .map_err(ControlError::Store)?;
@@ -292,5 +309,24 @@ mod tests {
         let again = PoolControl::load(pool, store, Arc::new(Metrics::new())).unwrap();
         assert_eq!(again.desired(), Some(2));
         assert_eq!(again.clocks().last_up, Some(1000.0));
+    }
+
+    #[test]
+    fn setting_the_current_size_is_unchanged_and_keeps_the_clocks() {
+        let c = control();
+        c.init_from_observed(1).unwrap();
+        let before = c.clocks();
+        let outcome = c.set_desired(1, "op", 2000.0).unwrap();
+        assert_eq!(outcome.decision, Decision::Unchanged);
+        assert_eq!(outcome.decision.as_str(), "unchanged");
+        assert_eq!((c.desired(), c.clocks()), (Some(1), before));
+        let last = &c.store.activities("p", 1).unwrap()[0];
+        assert_eq!(
+            (last.outcome.as_str(), last.detail.as_str()),
+            ("unchanged", "desired 1 (unchanged)")
+        );
+        let outcome = c.set_desired(2, "op", 2001.0).unwrap();
+        assert_eq!(outcome.decision, Decision::Accepted { from: 1, to: 2 });
+        assert_eq!(c.clocks().last_up, Some(2001.0));
     }
 }

@@ -26,6 +26,7 @@ pub struct Application {
     addr: SocketAddr,
     state: Arc<State>,
     app: AppState,
+    http: crate::config::HttpConfig,
     reconcilers: Vec<PoolReconciler>,
     lister: Lister,
 }
@@ -98,6 +99,7 @@ impl Application {
             addr,
             state,
             app,
+            http: config.http.clone(),
             reconcilers,
             lister,
         })
@@ -139,23 +141,75 @@ impl Application {
         }
     }
 
+    /// Accepts connections until shutdown, at most `http.max_connections` at once (beyond it
+    /// they wait in the listen backlog). A connection must send each request's header within
+    /// `http.header_timeout` (also when idle between kept-alive requests) and each request must
+    /// finish within `http.request_timeout`, so a stalled client cannot hold a slot for long.
+    /// On shutdown: stop accepting, let open requests finish (at most `request_timeout`), then
+    /// stop the reconcilers.
     async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        use hyper_util::server::graceful::GracefulShutdown;
+        use hyper_util::service::TowerToHyperService;
+
         let mut tasks: Vec<_> = self
             .reconcilers
             .into_iter()
             .map(|r| tokio::spawn(r.run(shutdown.clone())))
             .collect();
         tasks.push(tokio::spawn(self.lister.run(shutdown.clone())));
-        let router = http::router(self.app);
-        let wait = shutdown.clone();
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { wait.wait().await })
-            .await;
+        let limits = self.http;
+        let router = http::with_request_timeout(http::router(self.app), limits.request_timeout);
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout);
+        let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+        let graceful = GracefulShutdown::new();
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.context("the connection semaphore closed")?,
+                _ = shutdown.wait() => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.wait() => break,
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+            }
+            let service = TowerToHyperService::new(router.clone());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection closed with an error");
+                }
+                drop(permit);
+            });
+        }
+        drop(self.listener);
+        if tokio::time::timeout(limits.request_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("open connections did not finish within http.request_timeout");
+        }
         shutdown.trigger();
         for t in tasks {
-            let _ = t.await;
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "a reconciler or lister task panicked");
+            }
         }
-        served.context("HTTP server failed")
+        Ok(())
     }
 }
 

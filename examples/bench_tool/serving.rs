@@ -145,7 +145,10 @@ router = {{ rule = "PathPrefix(`/`)", entry_points = ["web"] }}
     let web = format!("http://127.0.0.1:{web}/");
     // Traefik routes to the seed before the first run.
     loop {
-        anyhow::ensure!(Instant::now() < deadline, "Traefik never routed to the seed");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "Traefik never routed to the seed"
+        );
         if served_by(&http, &web).await.is_some() {
             break;
         }
@@ -172,7 +175,12 @@ router = {{ rule = "PathPrefix(`/`)", entry_points = ["web"] }}
                     .vms
                     .iter()
                     .find(|v| !known.contains(&v.uuid))
-                    .map(|v| (v.name.clone(), format!("{}:{}", v.address, sim.service_port())));
+                    .map(|v| {
+                        (
+                            v.name.clone(),
+                            format!("{}:{}", v.address, sim.service_port()),
+                        )
+                    });
             }
             if let Some((name, addr)) = &vm {
                 if app.is_none()
@@ -226,9 +234,18 @@ router = {{ rule = "PathPrefix(`/`)", entry_points = ["web"] }}
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    println!("webhook -> first request served by the new VM: {}", summary_ms(&mut total));
-    println!("app up -> listed in /traefik: {}", summary_ms(&mut listed_ms));
-    println!("app up -> first request served through Traefik: {}", summary_ms(&mut served_ms));
+    println!(
+        "webhook -> first request served by the new VM: {}",
+        summary_ms(&mut total)
+    );
+    println!(
+        "app up -> listed in /traefik: {}",
+        summary_ms(&mut listed_ms)
+    );
+    println!(
+        "app up -> first request served through Traefik: {}",
+        summary_ms(&mut served_ms)
+    );
     service.stop();
     Ok(())
 }

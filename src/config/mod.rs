@@ -8,6 +8,7 @@
 //! never prints its value.
 
 mod de;
+mod http;
 mod secret;
 mod validate;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::check::config_command as check_command;
+pub use http::HttpConfig;
 pub use secret::{Secret, SecretSource};
 
 /// A configuration error: which key, and why.
@@ -110,6 +112,9 @@ pub struct Config {
     pub allow_unauthenticated: bool,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[http]`: timeouts and the connection bound of the server.
+    #[serde(default)]
+    pub http: HttpConfig,
     #[serde(rename = "idcloudhost")]
     pub cloud: CloudConfig,
     #[serde(default)]

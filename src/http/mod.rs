@@ -6,8 +6,10 @@ pub mod status;
 pub mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Request, State as AxumState};
+use axum::extract::{FromRequestParts, Request, State as AxumState};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,10 +34,13 @@ pub struct AppState {
     pub store: Arc<crate::store::Store>,
 }
 
-/// A JSON error answer: `{"error": "..."}` with a status code.
+/// A JSON error answer: `{"error": "..."}` with a status code, and for a 401 the
+/// `WWW-Authenticate` challenges of the methods that would be accepted.
+#[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    pub challenges: Vec<HeaderValue>,
 }
 
 impl ApiError {
@@ -43,6 +48,14 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            challenges: Vec::new(),
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>, challenges: Vec<HeaderValue>) -> Self {
+        Self {
+            challenges,
+            ..Self::new(StatusCode::UNAUTHORIZED, message)
         }
     }
 }
@@ -54,11 +67,30 @@ impl IntoResponse for ApiError {
             Json(serde_json::json!({ "error": self.message })),
         )
             .into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        for c in self.challenges {
+            resp.headers_mut().append(header::WWW_AUTHENTICATE, c);
         }
         resp
+    }
+}
+
+/// A pool name from the path, percent-decoded; anything that is not UTF-8 is a JSON 400.
+pub struct PoolName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PoolName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(name)) => Ok(PoolName(name)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the pool in the path is not a valid name (percent-decoded UTF-8): {}",
+                    e.body_text()
+                ),
+            )),
+        }
     }
 }
 
@@ -85,13 +117,91 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/pools/{pool}/desired", put(webhooks::put_desired))
         // The handlers read the body themselves, up to webhooks::MAX_BODY (413 beyond).
         .layer(axum::extract::DefaultBodyLimit::disable());
-    Router::new()
+    let routes = Router::new()
         .merge(reads)
         .merge(writes)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(status::readyz))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(app)
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {}", uri.path()),
+            )
+        })
+        .with_state(app);
+    // Around the whole router, not each route: a 405's `Allow` header is added by the route
+    // after its layers ran, and `errors_are_json` must see it.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(errors_are_json))
+}
+
+/// Bounds the time of one request, body and handler included: 408 beyond `limit`. Outermost, so
+/// it also bounds the read-token check and the error rewriting.
+pub fn with_request_timeout(router: Router, limit: Duration) -> Router {
+    router.layer(middleware::from_fn(
+        move |req: Request, next: Next| async move {
+            match tokio::time::timeout(limit, next.run(req)).await {
+                Ok(resp) => resp,
+                Err(_) => ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request took longer than {} (http.request_timeout)",
+                        humantime::format_duration(limit)
+                    ),
+                )
+                .into_response(),
+            }
+        },
+    ))
+}
+
+/// Every error answer is `application/json` `{"error": ...}`: a 405 from the router (empty
+/// body) says which methods are allowed (its `Allow` header stays), and any other error that is
+/// not JSON yet (an extractor's text rejection) is wrapped.
+async fn errors_are_json(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        format!("method {method} is not allowed on {path}; allowed: {allow}")
+    } else {
+        let text = axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            text
+        }
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut resp = ApiError::new(status, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            resp.headers_mut().append(name, value.clone());
+        }
+    }
+    resp
 }
 
 async fn require_read_token(
@@ -100,12 +210,16 @@ async fn require_read_token(
     next: Next,
 ) -> Response {
     if let Some(token) = &app.read_token {
-        if !bearer_matches(req.headers(), token) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "a valid read token is required (Authorization: Bearer ...)",
-            )
-            .into_response();
+        match bearer_matches(req.headers(), token) {
+            Ok(true) => {}
+            Ok(false) => {
+                return ApiError::unauthorized(
+                    "a valid read token is required (Authorization: Bearer ...)",
+                    vec![HeaderValue::from_static("Bearer realm=\"idch-autoscaler\"")],
+                )
+                .into_response()
+            }
+            Err(refused) => return ApiError::new(refused.status, refused.reason).into_response(),
         }
     }
     next.run(req).await
@@ -167,25 +281,25 @@ mod tests {
     fn bearer_comparison() {
         let token = Secret::new("abc");
         let mut h = HeaderMap::new();
-        assert!(!bearer_matches(&h, &token));
+        assert!(!bearer_matches(&h, &token).unwrap());
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer abc"),
         );
-        assert!(bearer_matches(&h, &token));
+        assert!(bearer_matches(&h, &token).unwrap());
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("bearer abc"),
         );
-        assert!(bearer_matches(&h, &token));
+        assert!(bearer_matches(&h, &token).unwrap());
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer abd"),
         );
-        assert!(!bearer_matches(&h, &token));
+        assert!(!bearer_matches(&h, &token).unwrap());
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert!(!bearer_matches(&h, &token));
+        assert!(!bearer_matches(&h, &token).unwrap());
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer ab"));
-        assert!(!bearer_matches(&h, &token));
+        assert!(!bearer_matches(&h, &token).unwrap());
     }
 }

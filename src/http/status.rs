@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{ApiError, AppState};
 use crate::config::PoolConfig;
 use crate::pool::{BackendState, PoolView};
+use crate::store::Activity;
 
 #[derive(Serialize)]
 struct PoolStatus<'a> {
@@ -58,11 +59,30 @@ struct BackendStatus<'a> {
 
 use crate::clock::rfc3339;
 
-fn status<'a>(app: &AppState, config: &'a PoolConfig, view: &'a PoolView) -> PoolStatus<'a> {
+/// The newest activity of each pool, read on a blocking thread (SQLite never runs on the
+/// runtime's workers).
+async fn last_activities(app: &AppState, pools: Vec<String>) -> Vec<Option<Activity>> {
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || {
+        pools
+            .iter()
+            .map(|p| store.activities(p, 1).ok().and_then(|mut v| v.pop()))
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+fn status<'a>(
+    app: &AppState,
+    config: &'a PoolConfig,
+    view: &'a PoolView,
+    last: Option<Activity>,
+) -> PoolStatus<'a> {
     let control = app.controls.iter().find(|c| c.config.name == config.name);
     let now = crate::clock::now();
     let (up, down) = control.map_or((0, 0), |c| c.cooldown_left(now));
-    let last_activity = app.store.activities(&config.name, 1).ok().and_then(|mut v| v.pop()).map(|a| {
+    let last_activity = last.map(|a| {
         serde_json::json!({
             "at": rfc3339(a.at), "action": a.action, "cause": a.cause, "outcome": a.outcome, "detail": a.detail,
         })
@@ -106,12 +126,19 @@ fn status<'a>(app: &AppState, config: &'a PoolConfig, view: &'a PoolView) -> Poo
 
 pub async fn list_pools(AxumState(app): AxumState<AppState>) -> Response {
     let snap = app.state.load();
+    let names = app
+        .state
+        .pool_configs()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let mut last = last_activities(&app, names).await.into_iter();
     let pools: Vec<PoolStatus> = app
         .state
         .pool_configs()
         .iter()
         .zip(snap.pools.iter())
-        .map(|(c, v)| status(&app, c, v))
+        .map(|(c, v)| status(&app, c, v, last.next().flatten()))
         .collect();
     Json(serde_json::json!({ "pools": pools })).into_response()
 }
@@ -125,7 +152,13 @@ pub async fn get_pool(AxumState(app): AxumState<AppState>, Path(name): Path<Stri
         .zip(snap.pools.iter())
         .find(|(c, _)| c.name == name);
     match found {
-        Some((c, v)) => Json(status(&app, c, v)).into_response(),
+        Some((c, v)) => {
+            let last = last_activities(&app, vec![c.name.clone()])
+                .await
+                .pop()
+                .flatten();
+            Json(status(&app, c, v, last)).into_response()
+        }
         None => {
             ApiError::new(StatusCode::NOT_FOUND, format!("no pool named {name:?}")).into_response()
         }

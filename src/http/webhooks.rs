@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State as AxumState};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{RawQuery, State as AxumState};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{ApiError, AppState};
+use super::auth::{single_header, Accepted};
+use super::{ApiError, AppState, PoolName};
 use crate::control::{ControlError, Outcome, PoolControl};
 use crate::pool::decide::{Decision, Direction};
 
@@ -124,9 +125,33 @@ pub fn parse(body: &[u8]) -> Result<ScaleRequest, String> {
     })
 }
 
-#[derive(Deserialize)]
-pub struct PoolQuery {
-    pool: Option<String>,
+/// The query parameters of a request: each of `allowed` at most once, nothing else, so a typo
+/// (`?limt=5`) or an ambiguous repetition (`?pool=a&pool=b`) is a 400 instead of being ignored.
+pub fn parse_query(
+    raw: Option<&str>,
+    allowed: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
+    let bad = |why: String| ApiError::new(StatusCode::BAD_REQUEST, why);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| bad(format!("the query string cannot be decoded: {e}")))?;
+    let mut out = HashMap::new();
+    for (key, value) in pairs {
+        if !allowed.contains(&key.as_str()) {
+            let known = if allowed.is_empty() {
+                "this endpoint takes none".to_string()
+            } else {
+                format!("known: {}", allowed.join(", "))
+            };
+            return Err(bad(format!("unknown query parameter {key:?} ({known})")));
+        }
+        if out.contains_key(&key) {
+            return Err(bad(format!(
+                "the query parameter {key:?} is given more than once; give it once"
+            )));
+        }
+        out.insert(key, value);
+    }
+    Ok(out)
 }
 
 async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
@@ -138,10 +163,119 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     })
 }
 
-fn authenticate(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+/// A body is empty when it holds only whitespace (the same rule as [`parse`]).
+fn is_empty_body(body: &[u8]) -> bool {
+    body.iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// A non-empty body must be declared as uncompressed JSON: `Content-Type: application/json`
+/// (a `charset` other than UTF-8 is refused) and no `Content-Encoding` but `identity`.
+/// Grafana and Alertmanager send exactly that; anything else is a 415 saying what is accepted.
+pub fn check_content_type(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    if is_empty_body(body) {
+        return Ok(());
+    }
+    let refused = |status: StatusCode, why: String| ApiError::new(status, why);
+    let to_api = |r: super::auth::Refused| ApiError::new(r.status, r.reason);
+    const ACCEPTED: &str =
+        "send the body as Content-Type: application/json (optionally with charset=utf-8), or send no body";
+    if let Some(encoding) =
+        single_header(headers, header::CONTENT_ENCODING.as_str()).map_err(to_api)?
+    {
+        if !encoding.trim().eq_ignore_ascii_case("identity") {
+            return Err(refused(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Encoding {encoding:?} is not accepted: send the body uncompressed \
+                     (Grafana and Alertmanager do)"
+                ),
+            ));
+        }
+    }
+    let Some(value) = single_header(headers, header::CONTENT_TYPE.as_str()).map_err(to_api)? else {
+        return Err(refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("a body without a Content-Type: {ACCEPTED}"),
+        ));
+    };
+    let parsed: Option<mime::Mime> = value.parse().ok();
+    let json = parsed.as_ref().is_some_and(|m| {
+        m.type_() == mime::APPLICATION && m.subtype() == mime::JSON && m.suffix().is_none()
+    });
+    if !json {
+        return Err(refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type {value:?} is not accepted: {ACCEPTED}"),
+        ));
+    }
+    let charset = parsed.as_ref().and_then(|m| m.get_param(mime::CHARSET));
+    if let Some(charset) = charset {
+        if charset != mime::UTF_8 {
+            return Err(refused(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "charset {:?} is not accepted: JSON is UTF-8",
+                    charset.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn authenticate(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, ApiError> {
     app.webhook_auth
         .check(headers, body, crate::clock::now())
-        .map_err(|why| ApiError::new(StatusCode::UNAUTHORIZED, format!("unauthorized: {why}")))
+        .map_err(|refused| {
+            if refused.status == StatusCode::UNAUTHORIZED {
+                ApiError::unauthorized(
+                    format!("unauthorized: {}", refused.reason),
+                    app.webhook_auth.challenges(),
+                )
+            } else {
+                ApiError::new(refused.status, refused.reason)
+            }
+        })
+}
+
+/// Uses up a signed request just before it is acted on: the same signature again is a replay
+/// (401), also after a restart. A request refused earlier (400, 404, 503) is not used up, so
+/// its sender may retry it.
+fn claim(app: &AppState, accepted: &Accepted) -> Result<(), ApiError> {
+    let Accepted::Signature { signature, expires } = accepted else {
+        return Ok(());
+    };
+    let now = crate::clock::now();
+    match app.store.claim_signature(signature, now, *expires) {
+        Ok(None) => Ok(()),
+        Ok(Some(seen_at)) => Err(ApiError::unauthorized(
+            format!(
+                "unauthorized: replayed request: this signature was already accepted at {}; \
+                 a new notification carries a new timestamp or body",
+                crate::clock::rfc3339(seen_at)
+            ),
+            app.webhook_auth.challenges(),
+        )),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot record a signature");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot record the signature against replays: {e:#}"),
+            ))
+        }
+    }
+}
+
+/// Runs store work (SQLite, with its fsyncs) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the store call failed: {e}"),
+        )
+    })?
 }
 
 fn find_pool<'a>(
@@ -201,7 +335,8 @@ async fn scale(
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(body).await?;
-    authenticate(&app, &headers, &body)?;
+    let accepted = authenticate(&app, &headers, &body)?;
+    check_content_type(&headers, &body)?;
     let request = parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let name = match path_pool.or(query_pool).or(request.pool.clone()) {
         Some(name) => name,
@@ -225,99 +360,172 @@ async fn scale(
             request.alerts.join(", ")
         )
     };
-    let outcome = control
-        .scale(direction, request.resolved, &cause, crate::clock::now())
-        .map_err(control_error)?;
-    Ok(answer(control, outcome, previous))
+    // The signature is used up and the decision made durable on a blocking thread: SQLite's
+    // fsync never runs on the runtime's workers, and the answer waits for both.
+    let control = control.clone();
+    let outcome = {
+        let (app, control) = (app.clone(), control.clone());
+        blocking(move || {
+            claim(&app, &accepted)?;
+            control
+                .scale(direction, request.resolved, &cause, crate::clock::now())
+                .map_err(control_error)
+        })
+        .await?
+    };
+    Ok(answer(&control, outcome, previous))
 }
 
 pub async fn scale_up(
     AxumState(app): AxumState<AppState>,
-    Query(q): Query<PoolQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    scale(app, Direction::Up, None, q.pool, headers, body).await
+    let pool = parse_query(query.as_deref(), &["pool"])?.remove("pool");
+    scale(app, Direction::Up, None, pool, headers, body).await
 }
 
 pub async fn scale_down(
     AxumState(app): AxumState<AppState>,
-    Query(q): Query<PoolQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    scale(app, Direction::Down, None, q.pool, headers, body).await
+    let pool = parse_query(query.as_deref(), &["pool"])?.remove("pool");
+    scale(app, Direction::Down, None, pool, headers, body).await
 }
 
 pub async fn pool_scale_up(
     AxumState(app): AxumState<AppState>,
-    Path(pool): Path<String>,
+    PoolName(pool): PoolName,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    parse_query(query.as_deref(), &[])?;
     scale(app, Direction::Up, Some(pool), None, headers, body).await
 }
 
 pub async fn pool_scale_down(
     AxumState(app): AxumState<AppState>,
-    Path(pool): Path<String>,
+    PoolName(pool): PoolName,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    parse_query(query.as_deref(), &[])?;
     scale(app, Direction::Down, Some(pool), None, headers, body).await
 }
 
+/// The only accepted shape of `PUT /v1/pools/{pool}/desired`: `{"size": n}`, `n` a whole number.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DesiredBody {
     size: u32,
 }
 
+/// Parses `{"size": n}`: an object with exactly the key `size` (once), whose value is a whole
+/// number from 0 to 4294967295. Anything else (an array, a string, `-1`, `1.5`, extra keys) is
+/// an error saying why. Bounds (`min..=max`) are the pool's to check.
+pub fn parse_desired(body: &[u8]) -> Result<u32, String> {
+    const SHAPE: &str = "expected a JSON object {\"size\": n} with n a whole number";
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("{SHAPE}: the body is not JSON: {e}"))?;
+    let kind = match &value {
+        serde_json::Value::Object(_) => None,
+        serde_json::Value::Array(_) => Some("an array"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Null => Some("null"),
+    };
+    if let Some(kind) = kind {
+        return Err(format!("{SHAPE}, not {kind}"));
+    }
+    if let Some(size) = value.get("size") {
+        if size.as_u64().is_some_and(|n| n > u64::from(u32::MAX)) {
+            return Err(format!("{SHAPE}: size {size} is too large"));
+        }
+        if !size.is_u64() {
+            let why = match size {
+                serde_json::Value::Number(n) if n.is_i64() => "negative",
+                serde_json::Value::Number(_) => "not a whole number",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "not a number",
+            };
+            return Err(format!("{SHAPE}: size {size} is {why}"));
+        }
+    }
+    // From the bytes again, so a repeated key is refused rather than the last one winning.
+    let request: DesiredBody = serde_json::from_slice(body).map_err(|e| format!("{SHAPE}: {e}"))?;
+    Ok(request.size)
+}
+
 pub async fn put_desired(
     AxumState(app): AxumState<AppState>,
-    Path(pool): Path<String>,
+    PoolName(pool): PoolName,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(body).await?;
-    authenticate(&app, &headers, &body)?;
-    let request: DesiredBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("expected {{\"size\": n}}: {e}"),
-        )
-    })?;
+    let accepted = authenticate(&app, &headers, &body)?;
+    parse_query(query.as_deref(), &[])?;
+    check_content_type(&headers, &body)?;
+    let size = parse_desired(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let control = find_pool(&app, &pool)?;
     ensure_synced(&app, &pool)?;
     let previous = control.desired().unwrap_or(0);
-    let outcome = control
-        .set_desired(
-            request.size,
-            "operator (PUT /v1/pools/{pool}/desired)",
-            crate::clock::now(),
-        )
-        .map_err(control_error)?;
-    Ok(answer(control, outcome, previous))
+    let cause = format!("operator (PUT /v1/pools/{}/desired)", control.config.name);
+    let control = control.clone();
+    let outcome = {
+        let (app, control) = (app.clone(), control.clone());
+        blocking(move || {
+            claim(&app, &accepted)?;
+            control
+                .set_desired(size, &cause, crate::clock::now())
+                .map_err(control_error)
+        })
+        .await?
+    };
+    Ok(answer(&control, outcome, previous))
 }
 
-#[derive(Deserialize)]
-pub struct ActivityQuery {
-    limit: Option<u32>,
-}
+/// Largest `?limit=` of the activity history.
+pub const MAX_LIMIT: u32 = 1000;
 
 pub async fn activities(
     AxumState(app): AxumState<AppState>,
-    Path(pool): Path<String>,
-    Query(q): Query<ActivityQuery>,
+    PoolName(pool): PoolName,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let q = parse_query(query.as_deref(), &["limit"])?;
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("limit must be a whole number from 1 to {MAX_LIMIT}, not {text:?}"),
+                ))
+            }
+        },
+    };
     find_pool(&app, &pool)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let list = app.store.activities(&pool, limit).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot read the history: {e:#}"),
-        )
-    })?;
+    let (store, name) = (app.store.clone(), pool.clone());
+    let list = blocking(move || {
+        store.activities(&name, limit).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the history: {e:#}"),
+            )
+        })
+    })
+    .await?;
     let items: Vec<serde_json::Value> = list
         .into_iter()
         .map(|a| {
@@ -380,6 +588,106 @@ mod tests {
         // Pool from the alerts when there are no common labels.
         let r = parse(br#"{"alerts":[{"labels":{"pool":"p"}},{"labels":{"pool":"p"}}]}"#).unwrap();
         assert_eq!(r.pool.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn only_the_documented_desired_shape_is_accepted() {
+        assert_eq!(parse_desired(br#"{"size": 3}"#), Ok(3));
+        assert_eq!(parse_desired(br#" {"size":0} "#), Ok(0));
+        assert_eq!(parse_desired(br#"{"size":4294967295}"#), Ok(u32::MAX));
+        for (body, says) in [
+            (&b"[3]"[..], "not an array"),
+            (b"3", "not a number"),
+            (br#""3""#, "not a string"),
+            (b"null", "not null"),
+            (br#"{"size":"3"}"#, "is a string"),
+            (br#"{"size":-1}"#, "is negative"),
+            (br#"{"size":1.5}"#, "not a whole number"),
+            (br#"{"size":1.0}"#, "not a whole number"),
+            (br#"{"size":null}"#, "is null"),
+            (br#"{"size":4294967296}"#, "too large"),
+            (br#"{"size":3,"force":true}"#, "unknown field"),
+            (br#"{"size":3,"size":4}"#, "duplicate field"),
+            (br#"{}"#, "missing field"),
+            (b"", "not JSON"),
+        ] {
+            let e = parse_desired(body).unwrap_err();
+            assert!(e.contains(says), "{:?}: {e}", String::from_utf8_lossy(body));
+            assert!(e.contains("{\"size\": n}"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_body_must_be_declared_uncompressed_json() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, axum::http::HeaderValue::from_static(v));
+            }
+            h
+        };
+        let ok = |h: &HeaderMap, body: &[u8]| check_content_type(h, body).is_ok();
+        let json = with(&[("content-type", "application/json")]);
+        assert!(ok(&json, b"{}"));
+        assert!(ok(
+            &with(&[("content-type", "application/json; charset=utf-8")]),
+            b"{}"
+        ));
+        assert!(ok(
+            &with(&[("content-type", "Application/JSON; charset=\"UTF-8\"")]),
+            b"{}"
+        ));
+        assert!(ok(&HeaderMap::new(), b""), "an empty body needs no type");
+        assert!(ok(&with(&[("content-type", "text/plain")]), b" \n"));
+        for (h, says) in [
+            (HeaderMap::new(), "without a Content-Type"),
+            (with(&[("content-type", "text/plain")]), "application/json"),
+            (with(&[("content-type", "image/png")]), "application/json"),
+            (
+                with(&[("content-type", "application/json-seq")]),
+                "application/json",
+            ),
+            (
+                with(&[("content-type", "application/json; charset=latin1")]),
+                "UTF-8",
+            ),
+            (
+                with(&[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "gzip"),
+                ]),
+                "uncompressed",
+            ),
+        ] {
+            let e = check_content_type(&h, b"{}").unwrap_err();
+            assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{h:?}");
+            assert!(e.message.contains(says), "{h:?}: {}", e.message);
+        }
+        let two = with(&[
+            ("content-type", "application/json"),
+            ("content-type", "text/plain"),
+        ]);
+        assert_eq!(
+            check_content_type(&two, b"{}").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn query_parameters_are_known_and_given_once() {
+        assert!(parse_query(None, &["pool"]).unwrap().is_empty());
+        assert_eq!(
+            parse_query(Some("pool=a%20b"), &["pool"]).unwrap()["pool"],
+            "a b"
+        );
+        let e = parse_query(Some("pool=a&pool=b"), &["pool"]).unwrap_err();
+        assert!(e.message.contains("more than once"), "{}", e.message);
+        let e = parse_query(Some("limt=5"), &["limit"]).unwrap_err();
+        assert!(
+            e.message.contains("unknown query parameter \"limt\""),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub enum Decision {
     AtMin,
     /// A "resolved" notification: never a reason to scale.
     IgnoredResolved,
+    /// An operator asked for the size desired already is: nothing changed.
+    Unchanged,
 }
 
 impl Decision {
@@ -61,6 +63,7 @@ impl Decision {
             Decision::AtMax => "at_max",
             Decision::AtMin => "at_min",
             Decision::IgnoredResolved => "ignored_resolved",
+            Decision::Unchanged => "unchanged",
         }
     }
 }

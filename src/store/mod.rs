@@ -15,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::pool::decide::Clocks;
 pub use crate::pool::plan::{Intent, Phase};
 
+mod replay;
 mod writer;
 pub use writer::Writer;
 

@@ -15,6 +15,7 @@ mod common;
 mod api;
 mod client;
 mod fuzz;
+mod hardening;
 mod harness;
 mod node_exporter;
 mod peers;

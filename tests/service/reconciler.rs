@@ -180,11 +180,7 @@ async fn two_vms_with_one_name_are_one_surplus_vm() {
     let s = wait_ready(&http, &url, 2).await;
     let name = s["backends"][1]["name"].as_str().unwrap().to_string();
     // A second VM under the same name, as a clone call that finished after we gave up on it.
-    let late = app
-        .cloud()
-        .clone_vm(&sim.seed_uuid(), &name)
-        .await
-        .unwrap();
+    let late = app.cloud().clone_vm(&sim.seed_uuid(), &name).await.unwrap();
     // Until the duplicate is gone, Traefik always has the seed and one clone named `name`.
     let started = Instant::now();
     let mut min_servers = usize::MAX;

@@ -11,7 +11,13 @@ use idch_autoscaler::http::auth::sign;
 const COOLDOWNS: &str = "scale_up_cooldown = \"1h\"\nscale_down_cooldown = \"1h\"\n";
 
 async fn post(http: &reqwest::Client, url: String, body: &'static str) -> (u16, serde_json::Value) {
-    let r = http.post(url).body(body).send().await.unwrap();
+    let r = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
@@ -105,6 +111,7 @@ async fn every_decision_and_every_bad_request() {
     assert_eq!(r.status(), 400);
     let r = http
         .put(format!("{url}/v1/pools/calculate/desired"))
+        .header("content-type", "application/json")
         .body(r#"{"size":"two"}"#)
         .send()
         .await
@@ -269,6 +276,7 @@ async fn auth_bearer_basic_and_grafana_hmac() {
     let r = http
         .post(&up)
         .bearer_auth("hook-token")
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await
@@ -277,6 +285,7 @@ async fn auth_bearer_basic_and_grafana_hmac() {
     let r = http
         .post(&up)
         .basic_auth("grafana", Some("basic-pw"))
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await
@@ -289,6 +298,7 @@ async fn auth_bearer_basic_and_grafana_hmac() {
             sign("hmac-secret", Some(&ts), body.as_bytes()),
         )
         .header("X-Grafana-Alerting-Timestamp", &ts)
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await
