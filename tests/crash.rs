@@ -500,10 +500,12 @@ async fn sigkilled_at_random_moments_it_never_clones_twice_nor_routes_to_a_delet
         let changed = Instant::now();
 
         // Aim the kill at one moment of the change it set off.
-        let phase: &'static str = if desired > previous {
-            ["clone call", "boot", "joined"][rng.gen_range(0..3)]
+        let phase: &'static str = if rng.gen_bool(0.15) {
+            "any moment"
+        } else if desired > previous {
+            ["clone call", "clone call", "boot", "joined"][rng.gen_range(0..4)]
         } else if desired < previous {
-            ["drain", "delete", "drained"][rng.gen_range(0..3)]
+            ["drain", "delete", "delete", "drained"][rng.gen_range(0..4)]
         } else {
             "drained"
         };
@@ -513,6 +515,10 @@ async fn sigkilled_at_random_moments_it_never_clones_twice_nor_routes_to_a_delet
             // The clone call is in flight from a few ms after the answer, for LATENCY or more.
             "clone call" => {
                 tokio::time::sleep(jitter(&mut rng, 400)).await;
+                true
+            }
+            "any moment" => {
+                tokio::time::sleep(jitter(&mut rng, 3000)).await;
                 true
             }
             "boot" => {
@@ -745,6 +751,44 @@ async fn sigkilled_at_random_moments_it_never_clones_twice_nor_routes_to_a_delet
         violations.push(format!("... {failed} failed requests in all"));
     }
 
+    if !violations.is_empty() {
+        eprintln!("---- timeline: /traefik changes ----");
+        let mut last: Option<&BTreeSet<Ipv4Addr>> = None;
+        for (_, answered, servers) in &seen.traefik {
+            if last != Some(servers) {
+                eprintln!("{} {servers:?}", ms(*answered));
+                last = Some(servers);
+            }
+        }
+        eprintln!("---- timeline: drains first seen ----");
+        for (uuid, (name, began)) in &seen.drains {
+            eprintln!("{} {name} {uuid}", ms(*began));
+        }
+        eprintln!("---- timeline: every VM ----");
+        for h in history {
+            eprintln!(
+                "{} {} {} - {:?}",
+                h.name, h.address, h.created_at, h.deleted_at
+            );
+        }
+        eprintln!("---- timeline: which VM served, per second ----");
+        let mut per_second: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for r in &seen.requests {
+            let who = match &r.outcome {
+                Ok((200, who)) => who.clone(),
+                Ok((status, _)) => format!("HTTP {status}"),
+                Err(_) => "error".to_string(),
+            };
+            *per_second
+                .entry(r.sent.format("%H:%M:%S").to_string())
+                .or_default()
+                .entry(who)
+                .or_default() += 1;
+        }
+        for (second, counts) in &per_second {
+            eprintln!("{second} {counts:?}");
+        }
+    }
     let clones = history.iter().filter(|h| !h.seed).count();
     eprintln!(
         "crash test (seed {seed}): {} starts, {} requests through Traefik ({failed} bad), {clones} clones made, \
