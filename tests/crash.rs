@@ -5,7 +5,8 @@
 //! It sees the service only from outside: `GET /traefik` and `GET /v1/pools/calculate` (polled all
 //! the time), `PUT .../desired` and the scale webhooks, the binary and its state file, and the
 //! simulator's history of every VM ever created. At the end it asserts what a user relies on:
-//! - no name cloned twice (no two VMs of one name alive at once);
+//! - no name cloned twice (no two VMs of one name alive at once), also when a clone appears only
+//!   after its call timed out (the simulator's `clone_late` fault, in some rounds);
 //! - no clone left that no intent or desired size accounts for (the cloud holds exactly desired VMs,
 //!   all of them ready in the pool);
 //! - every VM seen draining is deleted, and no `/traefik` answered after its drain began lists it;
@@ -42,6 +43,8 @@ const BOOT: Duration = Duration::from_millis(300);
 const DRAIN: Duration = Duration::from_secs(3);
 /// Every cloud call takes this long, so kills land in the middle of calls.
 const LATENCY: Duration = Duration::from_millis(100);
+/// With the `clone_late` fault, a clone appears this long after its call, past the client's 2 s timeout.
+const LATE: Duration = Duration::from_millis(2500);
 const KILLS: usize = 24;
 const KEY_VAR: &str = "IDCH_CRASH_TEST_API_KEY";
 const PREFIX: &str = "calculate-service-clone-";
@@ -494,13 +497,24 @@ async fn sigkilled_at_random_moments_it_never_clones_twice_nor_routes_to_a_delet
             }
         };
         let webhook = rng.gen_bool(0.3);
+        // Now and then the clone call outlives the client's timeout and the VM appears later.
+        let late = target > desired && rng.gen_bool(0.25);
+        if late {
+            sim.set_faults(Faults {
+                latency: LATENCY,
+                clone_late: LATE,
+                ..Faults::default()
+            });
+        }
         let previous = desired;
         let (answered, how) = change_desired(&http, &url, previous, target, webhook).await;
         desired = answered;
         let changed = Instant::now();
 
         // Aim the kill at one moment of the change it set off.
-        let phase: &'static str = if rng.gen_bool(0.15) {
+        let phase: &'static str = if late {
+            "late clone"
+        } else if rng.gen_bool(0.15) {
             "any moment"
         } else if desired > previous {
             ["clone call", "clone call", "boot", "joined"][rng.gen_range(0..4)]
@@ -515,6 +529,11 @@ async fn sigkilled_at_random_moments_it_never_clones_twice_nor_routes_to_a_delet
             // The clone call is in flight from a few ms after the answer, for LATENCY or more.
             "clone call" => {
                 tokio::time::sleep(jitter(&mut rng, 400)).await;
+                true
+            }
+            // While the clone call hangs, or just after the late VM appeared.
+            "late clone" => {
+                tokio::time::sleep(jitter(&mut rng, LATE.as_millis() as u64 + 1000)).await;
                 true
             }
             "any moment" => {
@@ -584,6 +603,12 @@ async fn sigkilled_at_random_moments_it_never_clones_twice_nor_routes_to_a_delet
         tokio::time::sleep(jitter(&mut rng, 800)).await;
         service.start();
         let status = wait_synced(&http, &url, &mut service).await;
+        if late {
+            sim.set_faults(Faults {
+                latency: LATENCY,
+                ..Faults::default()
+            });
+        }
         if status["desired"].as_u64() != Some(u64::from(desired)) {
             violations.push(format!(
                 "round {round}: after the restart desired is {}, the last answer said {desired}",
@@ -593,7 +618,8 @@ async fn sigkilled_at_random_moments_it_never_clones_twice_nor_routes_to_a_delet
         }
     }
 
-    // Let the pool converge on the last desired size.
+    // Let the pool converge on the last desired size, once any late clone has had time to appear.
+    tokio::time::sleep(LATE + Duration::from_secs(1)).await;
     let want = desired as usize;
     let settled = wait_for(&shared, Duration::from_secs(40), |s| {
         let b = backends(s);
