@@ -4,6 +4,8 @@
 //! Every API call goes through the same steps, in this order: the `latency` fault, the `apikey`
 //! header, routing (unknown location or path: 404), counting, the `fail_next` and `error_rate`
 //! faults, parameters (query string and form or JSON body, merged; the body wins), the operation.
+//! Each call runs in a task of its own, so a caller that disconnects or times out cancels nothing:
+//! like a real cloud, the simulator finishes a clone or a delete whose client hung up.
 
 use std::sync::Arc;
 
@@ -234,11 +236,22 @@ async fn api_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&sim, &method, &uri, &headers, &body).await {
+    // Dropping this handler's future (the client went away) only drops the JoinHandle: the call
+    // itself runs on to its end.
+    let call = tokio::spawn(async move {
+        match handle(&sim, &method, &uri, &headers, &body).await {
+            Ok(response) => response,
+            Err(err) => {
+                tracing::debug!(%method, %uri, status = %err.status, message = %err.message, "simulated API error");
+                err.into_response()
+            }
+        }
+    });
+    match call.await {
         Ok(response) => response,
         Err(err) => {
-            tracing::debug!(%method, %uri, status = %err.status, message = %err.message, "simulated API error");
-            err.into_response()
+            tracing::error!(%err, "a simulated API call panicked");
+            ApiError::internal("Internal Server Error (the simulator failed)").into_response()
         }
     }
 }
@@ -305,6 +318,10 @@ async fn handle(
         Op::VmClone => {
             let source = params.required("uuid")?;
             let name = params.required("name")?;
+            if !faults.clone_late.is_zero() {
+                tracing::info!(late = ?faults.clone_late, name, "clone delayed before the VM exists (fault)");
+                tokio::time::sleep(faults.clone_late).await;
+            }
             let vm = sim.clone_vm(source, name)?;
             if !faults.clone_hang.is_zero() {
                 tracing::info!(hang = ?faults.clone_hang, "clone created; holding the answer (fault)");

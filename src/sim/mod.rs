@@ -7,8 +7,11 @@
 //! (its processes' CPU time over its vCPUs) and memory. With a CPU budget, each VM's processes get a
 //! real capacity: a cgroup CPU quota of that many cores, and the exporter reports CPU time against
 //! the budget. Deleting or stopping a VM kills its process and closes its exporter. Faults can be
-//! injected (error rate, latency, a clone that never boots, a clone call that hangs). Nothing is
-//! global: any number of simulators can run in one process, each with its own address range.
+//! injected (error rate, latency, a clone that never boots, a clone call that hangs, a clone that
+//! appears only after the call timed out). Like a real cloud, every call runs to its end even when the
+//! caller hangs up. The state keeps a history of every VM ever created, with its creation and
+//! deletion times. Nothing is global: any number of simulators can run in one process, each with its
+//! own address range.
 //!
 //! Layout:
 //! - this file: the public API ([`SimArgs`], [`SimOptions`], [`Faults`], [`SimHandle`], [`SimState`],
@@ -88,6 +91,11 @@ pub struct SimArgs {
     /// Fault: a clone call creates the VM but holds its answer this long (0s: off).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub clone_hang: Duration,
+    /// Fault: a clone call waits this long before the VM exists, then creates it and answers, whether
+    /// or not the caller is still there (0s: off). Longer than the client's timeout, the clone
+    /// appears only after the call timed out.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub clone_late: Duration,
 }
 
 impl Default for SimArgs {
@@ -111,6 +119,7 @@ impl Default for SimArgs {
             latency: Duration::ZERO,
             clone_never_boots: false,
             clone_hang: Duration::ZERO,
+            clone_late: Duration::ZERO,
         }
     }
 }
@@ -139,6 +148,7 @@ impl SimArgs {
                 latency: self.latency,
                 clone_never_boots: self.clone_never_boots,
                 clone_hang: self.clone_hang,
+                clone_late: self.clone_late,
                 fail_next: 0,
             },
         };
@@ -356,6 +366,10 @@ pub struct Faults {
     /// A clone call creates the VM, then holds its answer this long (zero: off).
     #[serde(with = "duration_text")]
     pub clone_hang: Duration,
+    /// A clone call waits this long, then creates the VM and answers (zero: off). The VM appears
+    /// even if the caller gave up meanwhile, as a real cloud finishes a clone whose client hung up.
+    #[serde(with = "duration_text")]
+    pub clone_late: Duration,
     /// The next this-many authenticated API calls answer 500 (counted down, whatever `error_rate`).
     pub fail_next: u32,
 }
@@ -447,6 +461,48 @@ pub struct SimState {
     pub unauthorized: u64,
     /// Calls answered 500 by the `error_rate` or `fail_next` fault.
     pub injected_errors: u64,
+    /// Every VM ever created (the seed too), in creation order, deleted ones included.
+    #[serde(default)]
+    pub history: Vec<SimVmHistory>,
+}
+
+/// One VM in [`SimState::history`]: when it was created and, once it is, when it was deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimVmHistory {
+    pub uuid: String,
+    /// The name it was created with (a later rename does not change it).
+    pub name: String,
+    /// The loopback address it owned.
+    pub address: Ipv4Addr,
+    pub seed: bool,
+    /// RFC 3339, UTC, in milliseconds: the moment the VM existed (listed from then on).
+    pub created_at: String,
+    /// RFC 3339, UTC, in milliseconds: the moment it left the list (its processes are killed just
+    /// after). None while it exists.
+    pub deleted_at: Option<String>,
+}
+
+impl SimVmHistory {
+    /// [`SimVmHistory::created_at`] as a time.
+    pub fn created(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        parse_history_time(&self.created_at)
+    }
+
+    /// [`SimVmHistory::deleted_at`] as a time.
+    pub fn deleted(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.deleted_at.as_deref().and_then(parse_history_time)
+    }
+
+    /// Whether it existed at `t` (created at or before, not deleted before).
+    pub fn existed_at(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        self.created().is_some_and(|c| c <= t) && self.deleted().is_none_or(|d| d >= t)
+    }
+}
+
+fn parse_history_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// One VM in [`SimState`].
@@ -555,6 +611,9 @@ impl Shared {
         let cfg = &self.config;
         let (json, uuid, generation, never_boots) = {
             let mut world = self.world();
+            if world.closed {
+                return Err(ApiError::internal("The simulator is shutting down"));
+            }
             if world.vm(source).is_none() {
                 return Err(ApiError::no_such_vm(source));
             }
@@ -965,6 +1024,14 @@ impl SimHandle {
         self.shared.world().faults = faults;
     }
 
+    /// Whether a clone may get the address of a deleted VM (default: yes, the first free address,
+    /// which is what a clone after a delete gets). With `false`, clones get addresses no VM of this
+    /// simulator ever had, as long as the range has one; so a request that a stale route sends to a
+    /// deleted VM is refused instead of reaching the VM that took its address.
+    pub fn set_reuse_addresses(&self, reuse: bool) {
+        self.shared.world().reuse_addresses = reuse;
+    }
+
     /// The same as `GET /_sim/state`.
     pub fn state(&self) -> SimState {
         self.shared.state()
@@ -1137,6 +1204,8 @@ mod tests {
             "--clone-never-boots",
             "--clone-hang",
             "30s",
+            "--clone-late",
+            "4s",
             "--exporter-port",
             "9200",
             "--cpu-budget",
@@ -1154,6 +1223,7 @@ mod tests {
         assert_eq!(cli.sim.error_rate, 0.5);
         assert!(cli.sim.clone_never_boots);
         assert_eq!(cli.sim.clone_hang, Duration::from_secs(30));
+        assert_eq!(cli.sim.clone_late, Duration::from_secs(4));
         assert!(Cli::try_parse_from(["sim", "--error-rate", "1.5"]).is_err());
         assert!(Cli::try_parse_from(["sim", "--addresses", "10.0.0.1-10.0.0.5"]).is_err());
         assert!(Cli::try_parse_from(["sim", "--addresses", "127.0.0.9-127.0.0.5"]).is_err());
@@ -1162,8 +1232,10 @@ mod tests {
     #[test]
     fn faults_json_accepts_text_and_milliseconds() {
         let f: Faults =
-            serde_json::from_str(r#"{"latency": "250ms", "clone_hang": 1500}"#).unwrap();
+            serde_json::from_str(r#"{"latency": "250ms", "clone_hang": 1500, "clone_late": "2s"}"#)
+                .unwrap();
         assert_eq!(f.latency, Duration::from_millis(250));
+        assert_eq!(f.clone_late, Duration::from_secs(2));
         assert_eq!(f.clone_hang, Duration::from_millis(1500));
         assert_eq!(f.error_rate, 0.0);
         let text = serde_json::to_string(&f).unwrap();

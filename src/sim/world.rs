@@ -10,7 +10,7 @@ use tokio::process::Child;
 
 use super::cgroup::VmCgroup;
 use super::exporter::Exporter;
-use super::{Config, Faults, Ipv4Range, SimFloatingIpState, SimState, SimVmState};
+use super::{Config, Faults, Ipv4Range, SimFloatingIpState, SimState, SimVmHistory, SimVmState};
 
 /// The size of every simulated VM, as the API reports it (`vcpu`, `memory` in MiB) and as its
 /// node_exporter reports it.
@@ -120,13 +120,29 @@ pub(super) struct FloatingIpRecord {
     pub assigned_to: Option<String>,
 }
 
+/// One VM ever created, kept after it is deleted (for [`SimState::history`]).
+struct HistoryRecord {
+    uuid: String,
+    name: String,
+    address: Ipv4Addr,
+    seed: bool,
+    created_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+}
+
 pub(super) struct World {
     /// Oldest first.
     vms: Vec<VmRecord>,
+    /// Every VM ever created, oldest first; an entry is added by `create_vm` and closed by `remove_vm`.
+    history: Vec<HistoryRecord>,
     floating_ips: Vec<FloatingIpRecord>,
     next_vm_id: u64,
     next_ip_id: u64,
     pub faults: Faults,
+    /// Whether a clone may get an address that a deleted VM had (the default). Off, it gets one no
+    /// VM ever had while there is one, so a stale route to a deleted VM meets a closed port. Set by
+    /// [`super::SimHandle::set_reuse_addresses`], read by `allocate_address`.
+    pub reuse_addresses: bool,
     pub calls: BTreeMap<&'static str, u64>,
     pub unauthorized: u64,
     pub injected_errors: u64,
@@ -138,10 +154,12 @@ impl World {
     pub(super) fn new(faults: Faults) -> Self {
         World {
             vms: Vec::new(),
+            history: Vec::new(),
             floating_ips: Vec::new(),
             next_vm_id: 11,
             next_ip_id: 1,
             faults,
+            reuse_addresses: true,
             calls: BTreeMap::new(),
             unauthorized: 0,
             injected_errors: 0,
@@ -158,16 +176,28 @@ impl World {
     }
 
     /// The first address of `range` that no VM owns and where every one of `ports` (the service's
-    /// and the exporter's) can be bound right now.
+    /// and the exporter's) can be bound right now; without `reuse_addresses`, one that no VM ever
+    /// had first, if there is one.
     pub(super) fn allocate_address(&self, range: Ipv4Range, ports: &[u16]) -> Option<Ipv4Addr> {
-        range.iter().find(|ip| {
-            // std's bind sets SO_REUSEADDR, so a port in TIME_WAIT counts as free, as it is for the
-            // workload that binds it next; the probe listener is closed at once.
-            !self.vms.iter().any(|vm| vm.address == *ip)
-                && ports
-                    .iter()
-                    .all(|port| TcpListener::bind((*ip, *port)).is_ok())
-        })
+        if !self.reuse_addresses {
+            let fresh = range
+                .iter()
+                .filter(|ip| !self.history.iter().any(|h| h.address == *ip))
+                .find(|ip| self.address_is_free(*ip, ports));
+            if fresh.is_some() {
+                return fresh;
+            }
+        }
+        range.iter().find(|ip| self.address_is_free(*ip, ports))
+    }
+
+    fn address_is_free(&self, ip: Ipv4Addr, ports: &[u16]) -> bool {
+        // std's bind sets SO_REUSEADDR, so a port in TIME_WAIT counts as free, as it is for the
+        // workload that binds it next; the probe listener is closed at once.
+        !self.vms.iter().any(|vm| vm.address == ip)
+            && ports
+                .iter()
+                .all(|port| TcpListener::bind((ip, *port)).is_ok())
     }
 
     /// Adds a VM and returns its uuid.
@@ -183,6 +213,15 @@ impl World {
         self.next_vm_id += 1;
         let uuid = uuid::Uuid::new_v4().to_string();
         let mac_bytes: [u8; 3] = rand::random();
+        let created_at = Utc::now();
+        self.history.push(HistoryRecord {
+            uuid: uuid.clone(),
+            name: name.to_string(),
+            address,
+            seed,
+            created_at,
+            deleted_at: None,
+        });
         self.vms.push(VmRecord {
             id,
             uuid: uuid.clone(),
@@ -190,7 +229,7 @@ impl World {
             status,
             address,
             address_visible: false,
-            created_at: Utc::now(),
+            created_at,
             updated_at: None,
             mac: format!(
                 "52:54:00:{:02x}:{:02x}:{:02x}",
@@ -212,6 +251,9 @@ impl World {
     /// Removes a VM with its floating IPs; its processes and cgroup (if any) are the caller's to stop.
     pub(super) fn remove_vm(&mut self, uuid: &str) -> Option<VmRecord> {
         let index = self.vms.iter().position(|vm| vm.uuid == uuid)?;
+        if let Some(entry) = self.history.iter_mut().rev().find(|h| h.uuid == uuid) {
+            entry.deleted_at = Some(Utc::now());
+        }
         self.floating_ips
             .retain(|ip| ip.assigned_to.as_deref() != Some(uuid));
         Some(self.vms.remove(index))
@@ -384,8 +426,25 @@ impl World {
                 .collect(),
             unauthorized: self.unauthorized,
             injected_errors: self.injected_errors,
+            history: self
+                .history
+                .iter()
+                .map(|h| SimVmHistory {
+                    uuid: h.uuid.clone(),
+                    name: h.name.clone(),
+                    address: h.address,
+                    seed: h.seed,
+                    created_at: history_time(h.created_at),
+                    deleted_at: h.deleted_at.map(history_time),
+                })
+                .collect(),
         }
     }
+}
+
+/// RFC 3339 in milliseconds, UTC (`2025-01-02T03:04:05.678Z`): the history's times.
+fn history_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `YYYY-MM-DD HH:MM:SS`, UTC, no zone: how the API writes times.

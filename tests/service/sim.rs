@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use idch_autoscaler::idch::wire;
-use idch_autoscaler::sim::{Faults, Ipv4Range, SimArgs, SimHandle, SimOptions};
+use idch_autoscaler::sim::{Faults, Ipv4Range, SimArgs, SimHandle, SimOptions, SimState};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -943,6 +943,16 @@ fn sim_args_become_options() {
     let opts = args.into_options(program()).unwrap();
     assert_eq!(opts.api_key, std::env::var("PATH").unwrap());
 
+    let late = SimArgs {
+        api_key_env: "IDCH_SIM_TEST_SURELY_UNSET_VARIABLE".into(),
+        clone_late: Duration::from_secs(4),
+        latency: Duration::from_millis(20),
+        ..SimArgs::default()
+    };
+    let faults = late.into_options(program()).unwrap().faults;
+    assert_eq!(faults.clone_late, Duration::from_secs(4));
+    assert_eq!(faults.latency, Duration::from_millis(20));
+
     let bad = SimArgs {
         location: "bad/slug".into(),
         ..SimArgs::default()
@@ -1267,4 +1277,322 @@ async fn dropping_the_handle_removes_the_cgroups() {
     for dir in dirs {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
+}
+
+/// A client that gives up after `timeout`, as the autoscaler's does.
+fn impatient(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// `GET /_sim/state` over HTTP, read into the public type.
+async fn state_over_http(sim: &SimHandle) -> SimState {
+    let resp = reqwest::get(format!("{}/_sim/state", sim.url()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+async fn names(api: &Api) -> Vec<String> {
+    api.list()
+        .await
+        .iter()
+        .map(|vm| vm["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_or_delete_whose_caller_hangs_up_still_happens() {
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
+    let api = Api::new(&sim);
+    let quick = impatient(Duration::from_millis(200));
+
+    // The caller gives up during the latency, before the clone is even made: a real cloud goes on.
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(800),
+        ..Faults::default()
+    });
+    let err = quick
+        .post(api.url("user-resource/vm/clone"))
+        .header("apikey", KEY)
+        .form(&[("uuid", sim.seed_uuid().as_str()), ("name", "abandoned")])
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    sim.set_faults(Faults::default());
+    let vm = eventually(
+        Duration::from_secs(5),
+        "the abandoned clone is listed",
+        || async {
+            api.list()
+                .await
+                .into_iter()
+                .find(|vm| vm["name"] == "abandoned")
+        },
+    )
+    .await;
+    let uuid = vm["uuid"].as_str().unwrap().to_string();
+    let booted = api.wait_running(&uuid).await;
+    wait_calculate(ip_of(&booted)).await;
+
+    // The same for a delete: the VM goes away and its workload stops.
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(800),
+        ..Faults::default()
+    });
+    let err = quick
+        .delete(api.url("user-resource/vm"))
+        .header("apikey", KEY)
+        .form(&[("uuid", uuid.as_str())])
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        sim.state().vms.iter().any(|vm| vm.uuid == uuid),
+        "deleted before the latency"
+    );
+    sim.set_faults(Faults::default());
+    eventually(
+        Duration::from_secs(5),
+        "the abandoned delete is done",
+        || async { (!names(&api).await.contains(&"abandoned".to_string())).then_some(()) },
+    )
+    .await;
+    wait_refused(ip_of(&booted)).await;
+    let state = sim.state();
+    assert_eq!(state.calls["vm_clone"], 1, "one clone call, made once");
+    assert_eq!(state.calls["vm_delete"], 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_clone_appears_only_after_the_call_timed_out() {
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
+    let api = Api::new(&sim);
+    let late = Duration::from_millis(1500);
+    let resp = api
+        .http
+        .post(format!("{}/_sim/faults", sim.url()))
+        .json(&json!({"clone_late": "1500ms"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(sim.faults().clone_late, late);
+
+    let called = chrono::Utc::now();
+    let started = Instant::now();
+    let err = impatient(Duration::from_millis(300))
+        .post(api.url("user-resource/vm/clone"))
+        .header("apikey", KEY)
+        .form(&[("uuid", sim.seed_uuid().as_str()), ("name", "late")])
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // After the timeout, a re-list does not show it yet: the caller cannot know it is coming.
+    assert!(!names(&api).await.contains(&"late".to_string()));
+    assert!(
+        started.elapsed() < late,
+        "the check came too late to mean anything"
+    );
+    let vm = eventually(
+        Duration::from_secs(5),
+        "the late clone is listed",
+        || async { api.list().await.into_iter().find(|vm| vm["name"] == "late") },
+    )
+    .await;
+    assert!(started.elapsed() >= late, "{:?}", started.elapsed());
+    api.wait_running(vm["uuid"].as_str().unwrap()).await;
+    let entry = sim
+        .state()
+        .history
+        .into_iter()
+        .find(|h| h.name == "late")
+        .unwrap();
+    let created = entry.created().unwrap();
+    assert!(
+        created - called >= chrono::Duration::milliseconds(1400),
+        "created {created}, called {called}"
+    );
+
+    // A caller that waits gets the VM object, after the delay.
+    let started = Instant::now();
+    let answered = api.clone_ok(&sim.seed_uuid(), "late-2").await;
+    assert!(started.elapsed() >= late, "{:?}", started.elapsed());
+    assert_eq!(answered["name"], "late-2");
+    assert_eq!(sim.state().vms.len(), 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_delays_every_api_call_but_not_the_sim_endpoints() {
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
+    let api = Api::new(&sim);
+    let seed = sim.seed_uuid();
+    let clone = api.clone_ok(&seed, "slow").await;
+    let uuid = clone["uuid"].as_str().unwrap().to_string();
+    api.wait_running(&uuid).await;
+    let address = api.ips(&[("vm_uuid", &uuid)]).await[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let latency = Duration::from_millis(300);
+    sim.set_faults(Faults {
+        latency,
+        ..Faults::default()
+    });
+    let timed = |what: &'static str, started: Instant, status: StatusCode| {
+        assert_eq!(status, StatusCode::OK, "{what}");
+        assert!(
+            started.elapsed() >= latency,
+            "{what} took {:?}, less than the latency",
+            started.elapsed()
+        );
+    };
+    let t = Instant::now();
+    api.list().await;
+    timed("list", t, StatusCode::OK);
+    let t = Instant::now();
+    let status = api.get(&uuid).await.status();
+    timed("get", t, status);
+    let t = Instant::now();
+    let other = api.clone_ok(&seed, "slow-2").await;
+    timed("clone", t, StatusCode::OK);
+    let t = Instant::now();
+    api.ips(&[]).await;
+    timed("floating IP list", t, StatusCode::OK);
+    let t = Instant::now();
+    let status = api
+        .http
+        .post(api.url(&format!("network/ip_addresses/{address}/unassign")))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    timed("floating IP unassign", t, status);
+    let t = Instant::now();
+    let status = api
+        .http
+        .delete(api.url(&format!("network/ip_addresses/{address}")))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    timed("floating IP release", t, status);
+    let t = Instant::now();
+    let status = api.post_uuid("stop", &uuid).await.status();
+    timed("stop", t, status);
+    let t = Instant::now();
+    let status = api.post_uuid("start", &uuid).await.status();
+    timed("start", t, status);
+    let t = Instant::now();
+    let status = api.delete(&uuid).await.status();
+    timed("delete", t, status);
+    let t = Instant::now();
+    let status = api.delete(other["uuid"].as_str().unwrap()).await.status();
+    timed("delete", t, status);
+
+    // The simulator's own endpoints answer at once.
+    let t = Instant::now();
+    state_over_http(&sim).await;
+    assert!(t.elapsed() < latency, "/_sim/state took {:?}", t.elapsed());
+    assert_eq!(names(&api).await, vec!["calculate-service".to_string()]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_state_keeps_every_vm_ever_created_with_its_lifetime() {
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
+    let api = Api::new(&sim);
+    let seed = sim.seed_uuid();
+    let a1 = api.clone_ok(&seed, "a").await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = api.clone_ok(&seed, "b").await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(api.delete(&a1).await.status(), StatusCode::OK);
+    // The name is free again: a new VM may take it.
+    let a2 = api.clone_ok(&seed, "a").await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A rename does not rewrite history.
+    let resp = api
+        .http
+        .patch(api.url("user-resource/vm"))
+        .header("apikey", KEY)
+        .form(&[("uuid", b.as_str()), ("name", "b-renamed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let state = state_over_http(&sim).await;
+    assert_eq!(state.vms.len(), 3, "seed, b and the second a exist");
+    let history = &state.history;
+    let summary: Vec<(&str, &str, bool)> = history
+        .iter()
+        .map(|h| (h.name.as_str(), h.uuid.as_str(), h.deleted_at.is_some()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("calculate-service", seed.as_str(), false),
+            ("a", a1.as_str(), true),
+            ("b", b.as_str(), false),
+            ("a", a2.as_str(), false),
+        ]
+    );
+    assert!(history[0].seed && !history[1].seed);
+    assert_eq!(history[0].address, sim.seed_ip());
+    let first_a = &history[1];
+    let (created, deleted) = (first_a.created().unwrap(), first_a.deleted().unwrap());
+    assert!(created <= deleted);
+    assert!(deleted <= history[3].created().unwrap());
+    assert!(first_a.existed_at(created));
+    assert!(!first_a.existed_at(deleted + chrono::Duration::milliseconds(1)));
+    assert!(history[3].existed_at(chrono::Utc::now()));
+    // Times are RFC 3339 in milliseconds, UTC.
+    assert!(
+        first_a.created_at.ends_with('Z') && first_a.created_at.contains('.'),
+        "{}",
+        first_a.created_at
+    );
+
+    // By default a clone takes the first free address, a deleted VM's too; without reuse it gets
+    // one that no VM ever had.
+    assert_eq!(history[3].address, history[1].address);
+    sim.set_reuse_addresses(false);
+    assert_eq!(api.delete(&a2).await.status(), StatusCode::OK);
+    let fresh = api.clone_ok(&seed, "c").await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state = sim.state();
+    let fresh = state.history.iter().find(|h| h.uuid == fresh).unwrap();
+    let taken: Vec<Ipv4Addr> = state.history[..4].iter().map(|h| h.address).collect();
+    assert!(
+        !taken.contains(&fresh.address),
+        "{} was had before",
+        fresh.address
+    );
+    assert_eq!(fresh.address, net.ip(13));
+    sim.shutdown().await;
 }
