@@ -73,6 +73,7 @@ impl Application {
         let (lister, lister_handle) = Lister::new(cloud.clone(), config.reconcile_interval);
         let deps = Deps {
             cloud: cloud.clone(),
+            traefik_poll_interval: config.traefik.poll_interval,
             state: state.clone(),
             store: store.clone(),
             writer: Writer::start(store.clone()),

@@ -248,8 +248,13 @@ fn json_bytes(body: Bytes) -> Response {
 }
 
 async fn traefik_handler(AxumState(app): AxumState<AppState>) -> Response {
-    match &app.state.load().traefik {
-        Some(body) => json_bytes(body.clone()),
+    let snap = app.state.load();
+    match &snap.traefik {
+        Some(body) => {
+            // Drains wait for this: Traefik has now been given this generation.
+            app.state.note_traefik_served(snap.generation);
+            json_bytes(body.clone())
+        }
         None => not_ready(),
     }
 }

@@ -5,7 +5,11 @@
 //!
 //! The rules, in the order they are applied:
 //! 1. A drain whose `until` has passed, and a VM marked for deletion, are deleted (one call per
-//!    VM at a time; a failed delete waits for its backoff). A drain is never cut short.
+//!    VM at a time; a failed delete waits for its backoff). A drain is never cut short. When
+//!    Traefik polls us, a drain also waits until Traefik has fetched a `/traefik` without the VM
+//!    and `drain_period - poll_interval` (at least its 2 s throttle) has passed since: Traefik
+//!    keeps routing on its last configuration while it cannot fetch (after our restart, say).
+//!    If no such fetch comes within [`TRAEFIK_WAIT_CAP`] after `until`, the VM goes anyway.
 //! 2. A clone not healthy within `boot_timeout` is given up on (deleted; the next clone backs off).
 //! 3. A clone unhealthy longer than `replace_unhealthy_after` is drained (and so replaced).
 //! 4. A running clone's public IP is released once (`release_public_ip`); a failed release
@@ -92,10 +96,18 @@ pub struct Policy {
     pub boot_timeout: f64,
     pub replace_unhealthy_after: f64,
     pub release_public_ip: bool,
+    /// Traefik's `providers.http.pollInterval` (`[traefik] poll_interval`).
+    pub traefik_poll_interval: f64,
 }
 
+/// Traefik's `providersThrottleDuration` default: a new configuration may wait this long.
+pub const TRAEFIK_THROTTLE: f64 = 2.0;
+
+/// How long past `until` a drain waits for Traefik to fetch a configuration without the VM.
+pub const TRAEFIK_WAIT_CAP: f64 = 120.0;
+
 impl Policy {
-    pub fn of(pool: &PoolConfig) -> Policy {
+    pub fn of(pool: &PoolConfig, traefik_poll_interval: std::time::Duration) -> Policy {
         Policy {
             clone_prefix: pool.clone_prefix.clone(),
             max: pool.max,
@@ -104,6 +116,7 @@ impl Policy {
             boot_timeout: pool.boot_timeout.as_secs_f64(),
             replace_unhealthy_after: pool.replace_unhealthy_after.as_secs_f64(),
             release_public_ip: pool.release_public_ip,
+            traefik_poll_interval: traefik_poll_interval.as_secs_f64(),
         }
     }
 }
@@ -128,6 +141,10 @@ pub struct Progress<'a> {
     pub clone_not_before: f64,
     /// A failed delete or IP release of a VM (by uuid) is not retried before this instant.
     pub not_before: &'a HashMap<String, f64>,
+    /// Whether Traefik polls `/traefik` (it has, in this run or one before).
+    pub traefik_polls: bool,
+    /// Draining VMs (by uuid): when Traefik first fetched a `/traefik` without them.
+    pub traefik_saw_drain: &'a HashMap<String, f64>,
 }
 
 /// Why a VM is drained.
@@ -221,11 +238,14 @@ pub fn plan(
             // 1. Drains that are over, and deletes to (re)try.
             BackendState::Draining | BackendState::Deleting => {
                 let due = match b.state {
-                    BackendState::Draining => drain_until
-                        .get(b.uuid.as_str())
-                        .copied()
-                        .flatten()
-                        .unwrap_or(b.since + policy.drain_period),
+                    BackendState::Draining => {
+                        let until = drain_until
+                            .get(b.uuid.as_str())
+                            .copied()
+                            .flatten()
+                            .unwrap_or(b.since + policy.drain_period);
+                        drain_due(until, &b.uuid, policy, progress)
+                    }
                     _ => b.since,
                 };
                 let due = progress
@@ -337,6 +357,20 @@ pub fn plan(
         }
     }
     plan
+}
+
+/// When a drain that ends at `until` may be deleted (rule 1).
+pub fn drain_due(until: f64, uuid: &str, policy: &Policy, progress: Progress<'_>) -> f64 {
+    if !progress.traefik_polls {
+        return until;
+    }
+    match progress.traefik_saw_drain.get(uuid) {
+        Some(seen) => {
+            let after = (policy.drain_period - policy.traefik_poll_interval).max(TRAEFIK_THROTTLE);
+            until.max(seen + after)
+        }
+        None => until + TRAEFIK_WAIT_CAP,
+    }
 }
 
 /// Not-ready clones first; then the newest (or oldest) first, by creation time, then number.

@@ -42,6 +42,8 @@ use probe::Prober;
 /// How often a booting clone is probed (and fetched while it has no address), so that it is
 /// ready within about `healthy_threshold` × this of its app answering.
 pub const BOOT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// The store's `meta` key that says Traefik has polled this service.
+const TRAEFIK_POLLED: &str = "traefik_polled";
 /// Clone and boot failures back off from 2 s up to 5 minutes.
 const CLONE_BACKOFF: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
 /// Failed deletes and IP releases of one VM back off from 2 s up to a minute.
@@ -50,6 +52,8 @@ const STEP_BACKOFF: Backoff = Backoff::new(Duration::from_secs(2), Duration::fro
 /// The shared parts a reconciler is built from.
 pub struct Deps {
     pub cloud: crate::idch::CloudClient,
+    /// `[traefik] poll_interval`.
+    pub traefik_poll_interval: Duration,
     pub state: Arc<State>,
     pub store: Arc<Store>,
     pub writer: Writer,
@@ -99,6 +103,10 @@ pub struct PoolReconciler {
     announced: HashSet<String>,
     /// When the planner asked to be asked again.
     wake_at: Option<f64>,
+    /// Draining VMs (by uuid): the first generation published without them in `/traefik`.
+    drain_generation: HashMap<String, u64>,
+    /// Traefik has polled `/traefik`, in this run or one before (the store's `traefik_polled`).
+    traefik_polls: bool,
 }
 
 impl PoolReconciler {
@@ -114,11 +122,12 @@ impl PoolReconciler {
             }
         }
         let announced = deps.store.announced(&pool.name)?;
+        let traefik_polls = deps.store.meta(TRAEFIK_POLLED)?.is_some();
         let (tx, events) = mpsc::unbounded_channel();
         let cloud = deps.cloud.clone();
         Ok(Self {
             index,
-            policy: Policy::of(&pool),
+            policy: Policy::of(&pool, deps.traefik_poll_interval),
             prober: Prober::new(&pool),
             view: PoolView::new(&pool.name),
             published: None,
@@ -145,6 +154,8 @@ impl PoolReconciler {
             released_ips: HashSet::new(),
             announced,
             wake_at: None,
+            drain_generation: HashMap::new(),
+            traefik_polls,
         })
     }
 
@@ -209,7 +220,14 @@ impl PoolReconciler {
         self.view.provisioning = provisioning;
         if self.published.as_ref() != Some(&self.view) {
             self.published = Some(self.view.clone());
-            self.state.publish(self.index, self.view.clone());
+            let generation = self.state.publish(self.index, self.view.clone());
+            for b in &self.view.backends {
+                if b.state.is_leaving() {
+                    self.drain_generation
+                        .entry(b.uuid.clone())
+                        .or_insert(generation);
+                }
+            }
         }
     }
 
@@ -306,6 +324,7 @@ impl PoolReconciler {
 
     fn forget_vm(&mut self, uuid: &str) {
         self.streaks.remove(uuid);
+        self.drain_generation.remove(uuid);
         self.step_failures.remove(uuid);
         self.not_before.remove(uuid);
         self.released_ips.remove(uuid);
@@ -800,6 +819,24 @@ impl PoolReconciler {
         let Some(desired) = self.control.desired() else {
             return;
         };
+        if !self.traefik_polls && self.state.traefik_ever_served() {
+            // Remembered across restarts: after one, Traefik may still route on its last
+            // configuration while it retries.
+            self.traefik_polls = true;
+            drop(
+                self.writer
+                    .submit(|s| s.set_meta(TRAEFIK_POLLED, clock::now())),
+            );
+        }
+        let traefik_saw_drain: HashMap<String, f64> = self
+            .drain_generation
+            .iter()
+            .filter_map(|(uuid, g)| {
+                self.state
+                    .traefik_served_since(*g)
+                    .map(|t| (uuid.clone(), t))
+            })
+            .collect();
         for _ in 0..4 {
             let now = clock::now();
             let plan = plan::plan(
@@ -816,6 +853,8 @@ impl PoolReconciler {
                     released_ips: &self.released_ips,
                     clone_not_before: self.clone_not_before,
                     not_before: &self.not_before,
+                    traefik_polls: self.traefik_polls,
+                    traefik_saw_drain: &traefik_saw_drain,
                 },
                 now,
             );
@@ -918,6 +957,15 @@ impl PoolReconciler {
                 ))
             }
             Step::Delete { uuid, name, cause } => {
+                if cause == DeleteCause::DrainFinished
+                    && self.traefik_polls
+                    && !self
+                        .drain_generation
+                        .get(&uuid)
+                        .is_some_and(|g| self.state.traefik_served_since(*g).is_some())
+                {
+                    warn!(vm = %name, "Traefik has not fetched /traefik since the drain began: deleting anyway");
+                }
                 self.transition(&uuid, BackendState::Deleting, now);
                 let existing = self.intents.iter().find(|i| i.key() == uuid).cloned();
                 let rx = match existing {

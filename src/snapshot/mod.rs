@@ -6,6 +6,8 @@
 //! [`State::publish`], which serialises them on a mutex: the swap is load → modify → store under
 //! that lock, so no update is lost and readers never see half of one.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -17,6 +19,9 @@ use crate::pool::{BackendState, PoolView};
 
 pub mod http_sd;
 pub mod traefik;
+
+/// How many served generations of `/traefik` are remembered.
+const TRAEFIK_SERVED_KEPT: usize = 1024;
 
 /// One generation of everything readers see.
 #[derive(Debug)]
@@ -40,6 +45,13 @@ impl Snapshot {
 pub struct State {
     /// Read by every request handler; written only in `publish`.
     current: ArcSwap<Snapshot>,
+    /// When each newer generation of `/traefik` was first served: written by the `/traefik`
+    /// handler through [`State::note_traefik_served`], read by the reconcilers so a drained VM
+    /// is deleted only after Traefik has fetched a configuration without it. Oldest first.
+    traefik_served: Mutex<VecDeque<(u64, f64)>>,
+    /// One more than the newest generation in `traefik_served` (0: never served), so a handler
+    /// serving an already noted generation takes no lock.
+    traefik_served_next: AtomicU64,
     /// Serialises writers: held across load → modify → store.
     writer: Mutex<()>,
     /// The pools' configuration, in the same order as `Snapshot::pools`. Immutable.
@@ -61,6 +73,8 @@ impl State {
                 targets: None,
             }),
             writer: Mutex::new(()),
+            traefik_served: Mutex::new(VecDeque::new()),
+            traefik_served_next: AtomicU64::new(0),
             pools,
             metrics,
         }
@@ -68,6 +82,41 @@ impl State {
 
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// Notes that `/traefik` of `generation` was just served.
+    pub fn note_traefik_served(&self, generation: u64) {
+        if generation < self.traefik_served_next.load(Ordering::Acquire) {
+            return;
+        }
+        let mut log = self
+            .traefik_served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if log.back().is_some_and(|(g, _)| *g >= generation) {
+            return;
+        }
+        log.push_back((generation, crate::clock::now()));
+        if log.len() > TRAEFIK_SERVED_KEPT {
+            log.pop_front();
+        }
+        self.traefik_served_next
+            .store(generation + 1, Ordering::Release);
+    }
+
+    /// When a `/traefik` of `generation` or newer was first served, if it was (conservatively
+    /// later when the log has forgotten that far back).
+    pub fn traefik_served_since(&self, generation: u64) -> Option<f64> {
+        let log = self
+            .traefik_served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        log.iter().find(|(g, _)| *g >= generation).map(|(_, t)| *t)
+    }
+
+    /// Whether `/traefik` was ever served by this process.
+    pub fn traefik_ever_served(&self) -> bool {
+        self.traefik_served_next.load(Ordering::Acquire) > 0
     }
 
     pub fn pool_configs(&self) -> &[Arc<PoolConfig>] {
@@ -80,11 +129,12 @@ impl State {
 
     /// Replaces the view of pool `index`. Does nothing when the view is unchanged; otherwise
     /// publishes a new generation, re-rendering the provider documents only if their bytes change.
-    pub fn publish(&self, index: usize, view: PoolView) {
+    /// Returns the generation that now holds the view.
+    pub fn publish(&self, index: usize, view: PoolView) -> u64 {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current.load_full();
         if *old.pools[index] == view {
-            return;
+            return old.generation;
         }
         for state in BackendState::ALL {
             self.metrics
@@ -117,6 +167,7 @@ impl State {
             traefik,
             targets,
         }));
+        old.generation + 1
     }
 }
 
@@ -296,6 +347,26 @@ mod tests {
                 {"targets": ["10.0.0.2:9100"], "labels": {"pool": "web", "role": "clone", "vm": "web-1"}}
             ])
         );
+    }
+
+    #[test]
+    fn served_generations_are_remembered_from_their_first_fetch() {
+        let state = State::new(config(ONE), Arc::new(Metrics::new()));
+        assert!(!state.traefik_ever_served());
+        assert_eq!(state.traefik_served_since(0), None);
+        state.note_traefik_served(3);
+        let first = state.traefik_served_since(3).unwrap();
+        state.note_traefik_served(3);
+        state.note_traefik_served(2);
+        assert_eq!(
+            state.traefik_served_since(1),
+            Some(first),
+            "older ones are covered"
+        );
+        assert_eq!(state.traefik_served_since(4), None, "not fetched yet");
+        state.note_traefik_served(9);
+        assert!(state.traefik_served_since(4).unwrap() >= first);
+        assert!(state.traefik_ever_served());
     }
 
     #[test]

@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS vm_intents (
     reason TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (pool, key)
 );
+-- Facts that outlive a run: `traefik_polled` (when Traefik first fetched /traefik).
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
 -- Clones whose readiness was announced (a `ready` activity), so a restart does not announce
 -- them again.
 CREATE TABLE IF NOT EXISTS announced (
@@ -245,6 +250,24 @@ impl Store {
             insert_activity(&tx, pool, a)?;
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// A fact that outlives a run (see the `meta` table).
+    pub fn meta(&self, key: &str) -> anyhow::Result<Option<f64>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: f64) -> anyhow::Result<()> {
+        self.conn().execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            params![key, value],
+        )?;
         Ok(())
     }
 

@@ -14,6 +14,7 @@ fn policy() -> Policy {
         boot_timeout: 600.0,
         replace_unhealthy_after: 300.0,
         release_public_ip: false,
+        traefik_poll_interval: 5.0,
     }
 }
 
@@ -48,6 +49,8 @@ struct Case {
     not_before: Vec<(&'static str, f64)>,
     extra_names: Vec<&'static str>,
     seed_present: bool,
+    traefik_polls: bool,
+    traefik_saw_drain: Vec<(&'static str, f64)>,
     now: f64,
 }
 
@@ -64,6 +67,8 @@ impl Default for Case {
             not_before: vec![],
             extra_names: vec![],
             seed_present: true,
+            traefik_polls: false,
+            traefik_saw_drain: vec![],
             now: 1000.0,
         }
     }
@@ -77,6 +82,11 @@ impl Case {
         let released: HashSet<String> = self.released.iter().map(|s| s.to_string()).collect();
         let dnb: HashMap<String, f64> = self
             .not_before
+            .iter()
+            .map(|(u, t)| (u.to_string(), *t))
+            .collect();
+        let saw: HashMap<String, f64> = self
+            .traefik_saw_drain
             .iter()
             .map(|(u, t)| (u.to_string(), *t))
             .collect();
@@ -94,6 +104,8 @@ impl Case {
                 released_ips: &released,
                 clone_not_before: self.clone_not_before,
                 not_before: &dnb,
+                traefik_polls: self.traefik_polls,
+                traefik_saw_drain: &saw,
             },
             self.now,
         )
@@ -660,4 +672,59 @@ fn a_clone_that_answered_counts_once_as_its_backend() {
     names.insert("my-seed".into());
     assert_eq!(unresolved_clones(&plan.intents, &names).count(), 0);
     assert_eq!(cloned(&plan.run()), ["p-clone-2"]);
+}
+
+#[test]
+fn a_drain_waits_until_traefik_has_fetched_a_configuration_without_the_vm() {
+    // drain_period 30 s, poll interval 5 s: 25 s after Traefik's fetch, and never before until.
+    let case = |now: f64, polls: bool, saw: Option<f64>| Case {
+        backends: vec![b("seed", Ready, 0.0, "x"), b("1", Draining, 100.0, "x")],
+        intents: vec![intent(
+            "p-clone-1",
+            Some("u1"),
+            Phase::Draining,
+            100.0,
+            Some(130.0),
+        )],
+        traefik_polls: polls,
+        traefik_saw_drain: saw.map(|t| vec![("u1", t)]).unwrap_or_default(),
+        now,
+        ..Case::default()
+    };
+    // (now, Traefik polls, fetched without it at, deleted?, next wake-up)
+    let table: &[(f64, bool, Option<f64>, bool, Option<f64>)] = &[
+        (130.0, false, None, true, None), // no Traefik in front: the drain period alone
+        (130.0, true, Some(101.0), true, None), // fetched at once: 101 + 25 < 130
+        (130.0, true, Some(110.0), false, Some(135.0)), // fetched late: 110 + 25
+        (135.0, true, Some(110.0), true, None),
+        (130.0, true, None, false, Some(250.0)), // not fetched yet: wait, up to the cap
+        (249.9, true, None, false, Some(250.0)),
+        (250.0, true, None, true, None),
+    ];
+    for (now, polls, saw, deletes, next) in table {
+        let plan = case(*now, *polls, *saw).run();
+        assert_eq!(
+            !deleted(&plan).is_empty(),
+            *deletes,
+            "now {now} polls {polls} saw {saw:?}: {plan:?}"
+        );
+        assert_eq!(plan.next, *next, "now {now} polls {polls} saw {saw:?}");
+    }
+    // The throttle is the least wait after the fetch, whatever the drain period.
+    let p = Policy {
+        drain_period: 3.0,
+        traefik_poll_interval: 2.0,
+        ..policy()
+    };
+    let saw: HashMap<String, f64> = [("u1".to_string(), 10.0)].into();
+    let (busy, rel, nb) = (HashSet::new(), HashSet::new(), HashMap::new());
+    let progress = Progress {
+        busy: &busy,
+        released_ips: &rel,
+        clone_not_before: 0.0,
+        not_before: &nb,
+        traefik_polls: true,
+        traefik_saw_drain: &saw,
+    };
+    assert_eq!(drain_due(11.0, "u1", &p, progress), 12.0);
 }
