@@ -148,7 +148,7 @@ pub fn sort_backends(backends: &mut [Backend], prefix: &str) {
 
 /// Merges a fresh VM list into the known backends: keeps the state of VMs it knows, adopts new
 /// ones as booting, drops the ones that vanished. Only the seed and VMs whose name starts with
-/// the pool's `clone_prefix` belong to the pool. `leaving` maps the names of VMs being drained
+/// the pool's `clone_prefix` belong to the pool. `leaving` maps the uuids of VMs being drained
 /// or deleted to that state, so a restart never puts one back into rotation.
 pub fn observe(
     previous: &[Backend],
@@ -173,7 +173,7 @@ pub fn observe(
                 None => (BackendState::Booting, now),
             };
             if role == Role::Clone {
-                if let Some(l) = leaving.get(&vm.name) {
+                if let Some(l) = leaving.get(&vm.uuid) {
                     if *l != state {
                         state = *l;
                         since = now;
@@ -310,12 +310,19 @@ mod tests {
 
     #[test]
     fn draining_vms_never_come_back_as_ready() {
+        // Keyed by uuid: of two VMs named p-clone-1, only the drained one leaves.
         let mut leaving = HashMap::new();
-        leaving.insert("p-clone-1".to_string(), BackendState::Draining);
-        let mut first = observe(&[], &[vm("c1", "p-clone-1")], &pool(), &HashMap::new(), 0.0);
+        leaving.insert("c1".to_string(), BackendState::Draining);
+        let both = [vm("c1", "p-clone-1"), vm("c1-twin", "p-clone-1")];
+        let mut first = observe(&[], &both, &pool(), &HashMap::new(), 0.0);
         first[0].state = BackendState::Ready;
-        let out = observe(&first, &[vm("c1", "p-clone-1")], &pool(), &leaving, 5.0);
-        assert_eq!((out[0].state, out[0].since), (BackendState::Draining, 5.0));
+        first[1].state = BackendState::Ready;
+        let out = observe(&first, &both, &pool(), &leaving, 5.0);
+        let c1 = out.iter().find(|b| b.uuid == "c1").unwrap();
+        let twin = out.iter().find(|b| b.uuid == "c1-twin").unwrap();
+        assert_eq!((c1.state, c1.since), (BackendState::Draining, 5.0));
+        assert_eq!(twin.state, BackendState::Ready);
+        let out = vec![c1.clone()];
         let p = pool();
         let mut b = out[0].clone();
         let mut s = ProbeStreak::default();

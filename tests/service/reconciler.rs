@@ -246,3 +246,62 @@ async fn a_restart_adopts_what_it_finds_and_does_not_announce_ready_clones_again
     assert_eq!(count(&last, "ready"), 2);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_survives_a_restart_even_when_desired_rises_again() {
+    let mut app = TestApp::builder()
+        .config(|c| c.pools[0].drain_period = Duration::from_secs(4))
+        .spawn()
+        .await;
+    let http = app.http.clone();
+    app.set_desired(3).await;
+    wait_ready(&http, &app.url, 3).await;
+    app.set_desired(2).await;
+    let (victim, ip) = eventually(Duration::from_secs(5), "a drain", || {
+        let (http, url) = (http.clone(), app.url.clone());
+        async move {
+            let s = pool_status(&http, &url, None).await;
+            s["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["state"] == "draining")
+                .map(|b| {
+                    (
+                        b["uuid"].as_str().unwrap().to_string(),
+                        b["ip"].as_str().unwrap().to_string(),
+                    )
+                })
+        }
+    })
+    .await;
+    // Desired back up during the drain, with a clone call that answers only long after the
+    // restart: after it, three VMs exist for a desired size of three, so the planner has no
+    // surplus to drain and only the persisted drain keeps the VM out of Traefik.
+    app.sim.set_faults(Faults {
+        clone_late: Duration::from_secs(8),
+        ..Faults::default()
+    });
+    app.set_desired(3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.stop_service().await;
+    app.sim.set_faults(Faults::default());
+    app.start_service().await;
+    app.wait_synced().await;
+    let url = app.url.clone();
+    let started = Instant::now();
+    loop {
+        let servers = traefik_servers(&http, &url).await;
+        assert!(
+            !servers.iter().any(|s| s.contains(&format!("//{ip}:"))),
+            "the drained VM is back in /traefik: {servers:?}"
+        );
+        let s = pool_status(&http, &url, None).await;
+        if backend(&s, &victim).is_none() && !app.sim.state().vms.iter().any(|v| v.uuid == victim) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
