@@ -305,3 +305,64 @@ async fn a_drain_survives_a_restart_even_when_desired_rises_again() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_whose_clone_call_had_no_answer_is_never_reused_and_its_late_vm_is_adopted() {
+    // The client gives up after 2 s; the cloud creates the VM 6 s after the call.
+    let app = TestApp::builder()
+        .faults(Faults {
+            clone_late: Duration::from_secs(6),
+            ..Faults::default()
+        })
+        .spawn()
+        .await;
+    let http = app.http.clone();
+    app.set_desired(2).await;
+    eventually(Duration::from_secs(10), "the clone call timed out", || {
+        let (http, url) = (http.clone(), app.url.clone());
+        async move {
+            activities(&http, &url)
+                .await
+                .iter()
+                .any(|(a, o)| a == "clone" && o == "unknown")
+                .then_some(())
+        }
+    })
+    .await;
+    app.sim.set_faults(Faults::default());
+    // The next clone takes the next number; the late VM appears under the first and is adopted,
+    // and the surplus is drained: two VMs in the end, and no name was ever given to two VMs.
+    let s = eventually(Duration::from_secs(40), "converged", || {
+        let (http, url) = (http.clone(), app.url.clone());
+        let sim = &app.sim;
+        async move {
+            let s = pool_status(&http, &url, None).await;
+            let history = sim.state().history;
+            (history.len() == 3 && sim.state().vms.len() == 2 && ready_names(&s).len() == 2)
+                .then_some(s)
+        }
+    })
+    .await;
+    let history = app.sim.state().history;
+    let mut names: Vec<&str> = history.iter().map(|h| h.name.as_str()).collect();
+    names.sort();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(names.len(), before, "a name was cloned twice: {history:?}");
+    assert_eq!(s["size"], 2);
+    let acts = activity_log(&http, &app.url).await;
+    let adopted: Vec<_> = acts.iter().filter(|a| a["action"] == "adopted").collect();
+    assert!(
+        adopted
+            .iter()
+            .any(|a| a["detail"].as_str().unwrap().contains("clone-1 ")),
+        "the late clone-1 was adopted: {acts:#?}"
+    );
+    assert!(
+        acts.iter().any(|a| a["action"] == "clone"
+            && a["outcome"] == "not_created"
+            && a["detail"].as_str().unwrap().contains("not reused")),
+        "{acts:#?}"
+    );
+    app.stop().await;
+}
