@@ -366,3 +366,42 @@ async fn a_name_whose_clone_call_had_no_answer_is_never_reused_and_its_late_vm_i
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_call_in_flight_at_a_restart_never_has_its_name_reused() {
+    let mut app = TestApp::builder()
+        .faults(Faults {
+            clone_late: Duration::from_secs(3),
+            ..Faults::default()
+        })
+        .spawn()
+        .await;
+    let http = app.http.clone();
+    app.set_desired(2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stopped while the clone call is in flight: the call's outcome is never seen by this run.
+    app.stop_service().await;
+    app.sim.set_faults(Faults::default());
+    app.start_service().await;
+    app.wait_synced().await;
+    let url = app.url.clone();
+    eventually(Duration::from_secs(30), "converged", || {
+        let (http, url) = (http.clone(), url.clone());
+        let sim = &app.sim;
+        async move {
+            let s = pool_status(&http, &url, None).await;
+            (sim.state().history.len() == 3
+                && sim.state().vms.len() == 2
+                && ready_names(&s).len() == 2)
+                .then_some(())
+        }
+    })
+    .await;
+    let history = app.sim.state().history;
+    let mut names: Vec<&str> = history.iter().map(|h| h.name.as_str()).collect();
+    names.sort();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(names.len(), before, "a name was cloned twice: {history:?}");
+    app.stop().await;
+}
