@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use idch_autoscaler::{check, config, demo, sim, startup, telemetry, workload};
+use idch_autoscaler::{check, demo, sim, startup, telemetry, workload};
 
 #[derive(Parser)]
 #[command(
@@ -44,7 +44,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run { config: None });
     if let Command::Check { config, rules } = &command {
-        let code = config::check_command(config);
+        let code = check::config_command(config);
         if rules.is_empty() || check::rules::check_command(rules) {
             return code;
         }

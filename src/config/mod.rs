@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::check::config_command as check_command;
 pub use http::HttpConfig;
 pub use secret::{Secret, SecretSource};
 

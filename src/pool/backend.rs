@@ -78,7 +78,7 @@ pub struct Backend {
     pub cloud_status: String,
     pub created_at: Option<String>,
     pub state: BackendState,
-    /// When `state` last changed (Unix seconds, [`crate::clock::now`]).
+    /// When `state` last changed (Unix seconds, as the caller passes `now`).
     pub since: f64,
 }
 
