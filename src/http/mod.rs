@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Request, State as AxumState};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -247,12 +247,24 @@ fn json_bytes(body: Bytes) -> Response {
         .into_response()
 }
 
-async fn traefik_handler(AxumState(app): AxumState<AppState>) -> Response {
+/// The User-Agent of Traefik's HTTP provider (Go's default client). Only its fetches end a
+/// drain's wait: an operator's `curl` of `/traefik` says nothing about what Traefik routes on.
+/// Were Traefik to send another one, drains would wait their cap: slower deletes, never a
+/// request sent to a deleted VM.
+const TRAEFIK_USER_AGENT: &str = "Go-http-client/";
+
+async fn traefik_handler(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
     let snap = app.state.load();
     match &snap.traefik {
         Some(body) => {
-            // Drains wait for this: Traefik has now been given this generation.
-            app.state.note_traefik_served(snap.generation);
+            let from_traefik = headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ua| ua.starts_with(TRAEFIK_USER_AGENT));
+            if from_traefik {
+                // Drains wait for this: Traefik has now been given this generation.
+                app.state.note_traefik_served(snap.generation);
+            }
             json_bytes(body.clone())
         }
         None => not_ready(),

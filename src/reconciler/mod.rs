@@ -879,7 +879,7 @@ impl PoolReconciler {
     fn take(&mut self, step: Step, now: f64) -> Option<oneshot::Receiver<anyhow::Result<()>>> {
         match step {
             Step::Clone { name } => {
-                info!(vm = %name, intents = ?self.intents, names = ?self.names_in_cloud, "cloning the seed");
+                info!(vm = %name, "cloning the seed");
                 let rx = self.put_intent(
                     Intent {
                         name: name.clone(),

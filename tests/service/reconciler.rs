@@ -22,10 +22,16 @@ async fn wait_ready(http: &reqwest::Client, url: &str, n: usize) -> serde_json::
     .await
 }
 
-/// The server URLs of `/traefik`.
+/// The server URLs of `/traefik`, fetched as any client (not as Traefik).
 async fn traefik_servers(http: &reqwest::Client, url: &str) -> Vec<String> {
+    fetch_traefik(http, url, "test").await
+}
+
+/// `/traefik` fetched with a User-Agent (Traefik's provider sends `Go-http-client/1.1`).
+async fn fetch_traefik(http: &reqwest::Client, url: &str, user_agent: &str) -> Vec<String> {
     let doc: serde_json::Value = http
         .get(format!("{url}/traefik"))
+        .header("user-agent", user_agent)
         .send()
         .await
         .unwrap()
@@ -39,6 +45,9 @@ async fn traefik_servers(http: &reqwest::Client, url: &str) -> Vec<String> {
         .map(|s| s["url"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// What Traefik's HTTP provider sends as its User-Agent.
+const TRAEFIK: &str = "Go-http-client/1.1";
 
 fn backend<'a>(s: &'a serde_json::Value, uuid: &str) -> Option<&'a serde_json::Value> {
     s["backends"]
@@ -403,5 +412,57 @@ async fn a_clone_call_in_flight_at_a_restart_never_has_its_name_reused() {
     let before = names.len();
     names.dedup();
     assert_eq!(names.len(), before, "a name was cloned twice: {history:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_waits_for_traefik_to_fetch_a_configuration_without_the_vm() {
+    // drain_period 3 s, Traefik's poll interval 1 s (the harness's configuration).
+    let mut app = TestApp::spawn().await;
+    let http = app.http.clone();
+    // Traefik has polled us once: from now on (and after a restart) drains wait for its fetch.
+    fetch_traefik(&http, &app.url, TRAEFIK).await;
+    app.set_desired(2).await;
+    wait_ready(&http, &app.url, 2).await;
+    app.stop_service().await;
+    app.start_service().await;
+    app.wait_synced().await;
+    let url = app.url.clone();
+    app.set_desired(1).await;
+    let t0 = Instant::now();
+    // Traefik does not fetch /traefik (another client does): well past the drain period, the VM
+    // is still there.
+    for _ in 0..10 {
+        traefik_servers(&http, &url).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        app.sim.state().vms.len(),
+        2,
+        "deleted before Traefik saw the drain"
+    );
+    let s = pool_status(&http, &url, None).await;
+    assert!(
+        s["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["state"] == "draining"),
+        "{s}"
+    );
+    // Traefik fetches: the VM goes max(drain_period - poll_interval, 2 s) later.
+    let fetched = Instant::now();
+    fetch_traefik(&http, &url, TRAEFIK).await;
+    eventually(Duration::from_secs(10), "deleted after the fetch", || {
+        let sim = &app.sim;
+        async move { (sim.state().vms.len() == 1).then_some(()) }
+    })
+    .await;
+    let after = fetched.elapsed();
+    assert!(
+        after >= Duration::from_millis(1900) && after < Duration::from_secs(5),
+        "deleted {after:?} after the fetch ({:?} after the PUT)",
+        t0.elapsed()
+    );
     app.stop().await;
 }
