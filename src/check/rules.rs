@@ -2,7 +2,8 @@
 //!
 //! A rule file that does not parse is an error (the file and why). A file that parses is checked
 //! for rules that invite thrashing; each finding is a warning on stderr and does not change the
-//! exit code.
+//! exit code. Expressions are parsed with `promql-parser` and the checks read its AST; an
+//! expression it rejects is an error with its message. Durations use its grammar too.
 //!
 //! **Which rules are autoscaling rules.** An alerting rule with the label `autoscale: up` or
 //! `autoscale: down` (the label the shipped `prometheus/alertmanager.yml` routes on). Without that
@@ -28,6 +29,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use promql_parser::label::{MatchOp, METRIC_NAME};
+use promql_parser::parser::{BinaryExpr, Expr};
 use serde::Deserialize;
 
 /// The label that says which way an alert scales.
@@ -219,7 +222,9 @@ struct RawRule {
     annotations: Option<BTreeMap<String, Scalar>>,
 }
 
-/// Parses a Prometheus duration (`5m`, `1h30m`, `90s`, `500ms`, `0`).
+/// Parses a Prometheus duration as rule files take it (`5m`, `1h30m`, `2d`, `500ms`, `0`, `0s`),
+/// with promql-parser's grammar. Unlike a PromQL range, a `for` may be zero, and a bare number
+/// (which PromQL reads as seconds) is not a duration here.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s == "0" {
@@ -228,292 +233,86 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err("an empty duration".into());
     }
-    let bad = || format!("{text:?} is not a duration (like 30s, 5m, 1h30m)");
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
+    let bad = |why: &str| format!("{text:?} is not a duration (like 30s, 5m, 1h30m): {why}");
+    if s.parse::<f64>().is_ok() {
+        return Err(bad("the unit is missing"));
+    }
+    promql_parser::util::parse_duration(s).or_else(|why| {
+        // `0s`, `0h0m`: well-formed (the same with ones is) but zero, which ranges refuse.
+        let zero = !s.bytes().any(|b| b.is_ascii_digit() && b != b'0');
+        if zero && promql_parser::util::parse_duration(&s.replace('0', "1")).is_ok() {
+            Ok(Duration::ZERO)
+        } else {
+            Err(bad(&why))
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let ms: u64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return Err(bad()),
-        };
-        total += Duration::from_millis(n.checked_mul(ms).ok_or_else(bad)?);
-    }
-    Ok(total)
+    })
 }
 
-// ---- PromQL, as far as needed: tokens, comparisons, windows, metric names ----------------------
+// ---- PromQL, through promql-parser's AST --------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident(String),
-    Num(f64),
-    /// A duration literal (`5m`), in range selectors, subqueries and after `offset`.
-    Dur,
-    Str,
-    Open(char),
-    Close(char),
-    Cmp(CmpOp),
-    /// Arithmetic, matchers (`=`), `,`, `@`, `:`.
-    Punct(char),
+/// The expressions directly under `e`.
+fn children(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::Aggregate(a) => a.param.iter().chain([&a.expr]).map(|b| &**b).collect(),
+        Expr::Unary(u) => vec![&*u.expr],
+        Expr::Binary(b) => vec![&*b.lhs, &*b.rhs],
+        Expr::Paren(p) => vec![&*p.expr],
+        Expr::Subquery(s) => vec![&*s.expr],
+        Expr::Call(c) => c.args.args.iter().map(|a| &**a).collect(),
+        Expr::Extension(x) => x.expr.children().iter().collect(),
+        Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_) => Vec::new(),
+    }
 }
 
-fn tokenize(expr: &str) -> Result<Vec<Tok>, String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut toks = Vec::new();
-    let mut stack: Vec<char> = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '#' => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-            }
-            '"' | '\'' | '`' => {
-                let quote = c;
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => return Err(format!("unterminated string (opened with {quote})")),
-                        Some('\\') if quote != '`' => i += 2,
-                        Some(&ch) if ch == quote => {
-                            i += 1;
-                            break;
-                        }
-                        Some(_) => i += 1,
-                    }
-                }
-                toks.push(Tok::Str);
-            }
-            '(' | '[' | '{' => {
-                stack.push(c);
-                toks.push(Tok::Open(c));
-                i += 1;
-            }
-            ')' | ']' | '}' => {
-                let open = match c {
-                    ')' => '(',
-                    ']' => '[',
-                    _ => '{',
-                };
-                match stack.pop() {
-                    Some(o) if o == open => {}
-                    Some(o) => return Err(format!("{c:?} closes {o:?}")),
-                    None => return Err(format!("unbalanced {c:?}")),
-                }
-                toks.push(Tok::Close(c));
-                i += 1;
-            }
-            '>' | '<' => {
-                let eq = next == Some('=');
-                toks.push(Tok::Cmp(match (c, eq) {
-                    ('>', true) => CmpOp::Ge,
-                    ('>', false) => CmpOp::Gt,
-                    ('<', true) => CmpOp::Le,
-                    _ => CmpOp::Lt,
-                }));
-                i += if eq { 2 } else { 1 };
-            }
-            '=' if next == Some('=') => {
-                toks.push(Tok::Cmp(CmpOp::Eq));
-                i += 2;
-            }
-            '!' if next == Some('=') => {
-                // `!=` is a comparison between vectors, or a label matcher inside braces.
-                toks.push(if stack.last() == Some(&'{') {
-                    Tok::Punct('=')
-                } else {
-                    Tok::Cmp(CmpOp::Ne)
-                });
-                i += 2;
-            }
-            '=' | '!' => {
-                // `=`, `=~`, `!~`: label matchers.
-                i += if next == Some('~') { 2 } else { 1 };
-                toks.push(Tok::Punct('='));
-            }
-            '+' | '-' | '*' | '/' | '%' | '^' | ',' | '@' | ':' => {
-                toks.push(Tok::Punct(c));
-                i += 1;
-            }
-            c if c.is_ascii_digit() || (c == '.' && next.is_some_and(|n| n.is_ascii_digit())) => {
-                let start = i;
-                if c == '0' && matches!(next, Some('x' | 'X')) {
-                    i += 2;
-                    while i < chars.len() && chars[i].is_ascii_hexdigit() {
-                        i += 1;
-                    }
-                    let text: String = chars[start + 2..i].iter().collect();
-                    let v = u64::from_str_radix(&text, 16)
-                        .map_err(|_| format!("bad number 0x{text}"))?;
-                    toks.push(Tok::Num(v as f64));
-                    continue;
-                }
-                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                    i += 1;
-                }
-                if i < chars.len() && matches!(chars[i], 'e' | 'E') {
-                    let after = chars.get(i + 1).copied();
-                    let after2 = chars.get(i + 2).copied();
-                    let exp = after.is_some_and(|a| a.is_ascii_digit())
-                        || (matches!(after, Some('+' | '-'))
-                            && after2.is_some_and(|a| a.is_ascii_digit()));
-                    if exp {
-                        i += 2;
-                        while i < chars.len() && chars[i].is_ascii_digit() {
-                            i += 1;
-                        }
-                    }
-                }
-                if i < chars.len() && chars[i].is_ascii_alphabetic() {
-                    // A duration such as 5m or 1h30m.
-                    while i < chars.len() && chars[i].is_ascii_alphanumeric() {
-                        i += 1;
-                    }
-                    toks.push(Tok::Dur);
-                    continue;
-                }
-                let text: String = chars[start..i].iter().collect();
-                let v: f64 = text.parse().map_err(|_| format!("bad number {text:?}"))?;
-                toks.push(Tok::Num(v));
-            }
-            c if c.is_ascii_alphabetic() || c == '_' => {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
-                {
-                    i += 1;
-                }
-                let word: String = chars[start..i].iter().collect();
-                match word.to_ascii_lowercase().as_str() {
-                    "inf" => toks.push(Tok::Num(f64::INFINITY)),
-                    "nan" => toks.push(Tok::Num(f64::NAN)),
-                    _ => toks.push(Tok::Ident(word)),
-                }
-            }
-            other => return Err(format!("unexpected character {other:?}")),
-        }
+/// Drops parentheses: `((x))` is `x`.
+fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
     }
-    if let Some(open) = stack.pop() {
-        return Err(format!("unclosed {open:?}"));
-    }
-    if toks.is_empty() {
-        return Err("the expression is empty".into());
-    }
-    Ok(toks)
+    e
 }
 
-fn is_keyword(word: &str, kw: &str) -> bool {
-    word.eq_ignore_ascii_case(kw)
-}
-
-/// Index of the token that closes the bracket opened at `open`.
-fn matching(toks: &[Tok], open: usize) -> usize {
-    let mut depth = 0usize;
-    for (j, t) in toks.iter().enumerate().skip(open) {
-        match t {
-            Tok::Open(_) => depth += 1,
-            Tok::Close(_) => {
-                depth -= 1;
-                if depth == 0 {
-                    return j;
-                }
-            }
-            _ => {}
-        }
-    }
-    toks.len() - 1
-}
-
-/// Drops parentheses around the whole slice: `((x))` is `x`.
-fn strip_parens(mut toks: &[Tok]) -> &[Tok] {
-    while toks.len() >= 2 && toks[0] == Tok::Open('(') && matching(toks, 0) == toks.len() - 1 {
-        toks = &toks[1..toks.len() - 1];
-    }
-    toks
-}
-
-/// The value of a slice that is a number literal (`0.7`, `-1`, `(70)`).
-fn literal(toks: &[Tok]) -> Option<f64> {
-    match strip_parens(toks) {
-        [Tok::Num(v)] | [Tok::Punct('+'), Tok::Num(v)] => Some(*v),
-        [Tok::Punct('-'), Tok::Num(v)] => Some(-*v),
+/// The value of a number literal (`0.7`, `-1`, `(70)`).
+fn literal(e: &Expr) -> Option<f64> {
+    match unparen(e) {
+        Expr::NumberLiteral(n) => Some(n.val),
+        Expr::Unary(u) => literal(&u.expr).map(|v| -v),
         _ => None,
     }
 }
 
-/// Top-level comparisons with a number, normalized to `expr OP value`, in order.
-fn comparisons(toks: &[Tok]) -> Vec<(CmpOp, f64)> {
-    let toks = strip_parens(toks);
-    // Split at top-level `and`, `or`, `unless`.
-    let mut segments: Vec<&[Tok]> = Vec::new();
-    let mut depth = 0usize;
-    let mut start = 0;
-    for (j, t) in toks.iter().enumerate() {
-        match t {
-            Tok::Open(_) => depth += 1,
-            Tok::Close(_) => depth = depth.saturating_sub(1),
-            Tok::Ident(w)
-                if depth == 0
-                    && (is_keyword(w, "and") || is_keyword(w, "or") || is_keyword(w, "unless")) =>
-            {
-                segments.push(&toks[start..j]);
-                start = j + 1;
-            }
-            _ => {}
-        }
-    }
-    segments.push(&toks[start..]);
+fn cmp_op(b: &BinaryExpr) -> Option<CmpOp> {
+    Some(match b.op.to_string().as_str() {
+        ">" => CmpOp::Gt,
+        ">=" => CmpOp::Ge,
+        "<" => CmpOp::Lt,
+        "<=" => CmpOp::Le,
+        "==" => CmpOp::Eq,
+        "!=" => CmpOp::Ne,
+        _ => return None,
+    })
+}
 
-    let mut found = Vec::new();
-    for segment in segments {
-        let segment = strip_parens(segment);
-        let mut depth = 0usize;
-        let mut cmps = Vec::new();
-        for (j, t) in segment.iter().enumerate() {
-            match t {
-                Tok::Open(_) => depth += 1,
-                Tok::Close(_) => depth = depth.saturating_sub(1),
-                Tok::Cmp(op) if depth == 0 => cmps.push((j, *op)),
-                _ => {}
-            }
-        }
-        for (k, &(j, op)) in cmps.iter().enumerate() {
-            let left_start = if k == 0 { 0 } else { cmps[k - 1].0 + 1 };
-            let right_end = cmps.get(k + 1).map_or(segment.len(), |c| c.0);
-            let left = &segment[left_start..j];
-            let mut right = &segment[j + 1..right_end];
-            if let [Tok::Ident(w), rest @ ..] = right {
-                if is_keyword(w, "bool") {
-                    right = rest;
-                }
-            }
-            if let Some(v) = literal(right) {
-                found.push((op, v));
-            } else if let Some(v) = literal(left) {
-                found.push((op.flip(), v));
-            }
-        }
+/// Top-level comparisons with a number, normalized to `expr OP value`, left to right: through
+/// parentheses, `and` / `or` / `unless`, and chained comparisons, not into calls or arithmetic.
+fn comparisons(e: &Expr, found: &mut Vec<(CmpOp, f64)>) {
+    let Expr::Binary(b) = unparen(e) else { return };
+    if b.op.is_set_operator() {
+        comparisons(&b.lhs, found);
+        comparisons(&b.rhs, found);
+        return;
     }
-    found
+    let Some(op) = cmp_op(b) else { return };
+    comparisons(&b.lhs, found);
+    if let Some(v) = literal(&b.rhs) {
+        found.push((op, v));
+    } else if let Some(v) = literal(&b.lhs) {
+        found.push((op.flip(), v));
+    }
+    comparisons(&b.rhs, found);
 }
 
 /// Functions that take a range but do not average over it.
@@ -521,87 +320,51 @@ const NOT_AVERAGING: &[&str] = &[
     "irate",
     "idelta",
     "last_over_time",
+    "first_over_time",
     "present_over_time",
     "absent_over_time",
     "changes",
     "resets",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
+    "ts_of_max_over_time",
+    "ts_of_min_over_time",
 ];
 
-/// Whether a range selector or subquery sits under a function that averages over it.
-fn averages_directly(toks: &[Tok]) -> bool {
-    for (j, t) in toks.iter().enumerate() {
-        if *t != Tok::Open('[') {
-            continue;
-        }
-        // The innermost unclosed `(` before the `[`: the call the range is an argument of.
-        let mut depth = 0usize;
-        let mut call = None;
-        for p in (0..j).rev() {
-            match &toks[p] {
-                Tok::Close(_) => depth += 1,
-                Tok::Open(_) if depth > 0 => depth -= 1,
-                Tok::Open('(') => {
-                    call = Some(p);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        if let Some(p) = call {
-            if let Some(Tok::Ident(f)) = p.checked_sub(1).map(|q| &toks[q]) {
-                if !NOT_AVERAGING.iter().any(|n| f.eq_ignore_ascii_case(n)) {
-                    return true;
-                }
-            }
+/// Whether a range selector or subquery is the argument of a function that averages over it.
+fn averages_directly(e: &Expr) -> bool {
+    if let Expr::Call(c) = e {
+        if !NOT_AVERAGING.contains(&c.func.name)
+            && c.args
+                .args
+                .iter()
+                .any(|a| matches!(unparen(a), Expr::MatrixSelector(_) | Expr::Subquery(_)))
+        {
+            return true;
         }
     }
-    false
+    children(e).into_iter().any(averages_directly)
 }
 
-/// Metric names (and recording-rule names) the expression reads.
-fn metric_names(toks: &[Tok]) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut j = 0;
-    while j < toks.len() {
-        match &toks[j] {
-            Tok::Open('{') => {
-                // Label matchers: `{__name__="x"}` names a metric too.
-                let end = matching(toks, j);
-                j = end + 1;
-                continue;
-            }
-            Tok::Ident(w) => {
-                let lower = w.to_ascii_lowercase();
-                let label_list = matches!(
-                    lower.as_str(),
-                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
-                );
-                if label_list && toks.get(j + 1) == Some(&Tok::Open('(')) {
-                    j = matching(toks, j + 1) + 1;
-                    continue;
-                }
-                let keyword = matches!(
-                    lower.as_str(),
-                    "and" | "or" | "unless" | "bool" | "offset" | "start" | "end"
-                ) || label_list;
-                // A call, or an aggregation with its clause first: `avg by (pool) (...)`.
-                let call = match toks.get(j + 1) {
-                    Some(Tok::Open('(')) => true,
-                    Some(Tok::Ident(next)) => {
-                        (is_keyword(next, "by") || is_keyword(next, "without"))
-                            && toks.get(j + 2) == Some(&Tok::Open('('))
-                    }
-                    _ => false,
-                };
-                if !keyword && !call {
-                    names.insert(w.clone());
-                }
-            }
-            _ => {}
-        }
-        j += 1;
+/// Metric names (and recording-rule names) the expression reads, `{__name__="x"}` included.
+fn metric_names(e: &Expr, names: &mut BTreeSet<String>) {
+    let selector = match e {
+        Expr::VectorSelector(v) => Some(v),
+        Expr::MatrixSelector(m) => Some(&m.vs),
+        _ => None,
+    };
+    if let Some(v) = selector {
+        let by_matcher = v
+            .matchers
+            .matchers
+            .iter()
+            .find(|m| m.name == METRIC_NAME && matches!(m.op, MatchOp::Equal))
+            .map(|m| &m.value);
+        names.extend(v.name.as_ref().or(by_matcher).cloned());
     }
-    names
+    for c in children(e) {
+        metric_names(c, names);
+    }
 }
 
 // ---- parsing a file -----------------------------------------------------------------------------
@@ -636,7 +399,7 @@ fn direction_of(
 
 struct PendingRule {
     rule: ScaleRule,
-    toks: Vec<Tok>,
+    ast: Expr,
 }
 
 /// Parses a rule file's text. `name` is how the file is called in messages.
@@ -648,7 +411,7 @@ pub fn parse_rule_file(name: &str, text: &str) -> Result<RuleFile, String> {
     };
     let groups = raw.and_then(|r| r.groups).unwrap_or_default();
     let mut seen_groups = BTreeSet::new();
-    let mut records: BTreeMap<String, Vec<Tok>> = BTreeMap::new();
+    let mut records: BTreeMap<String, Expr> = BTreeMap::new();
     let mut pending: Vec<PendingRule> = Vec::new();
     let mut notes = Vec::new();
     let (mut alerts, mut record_count) = (0, 0);
@@ -686,7 +449,8 @@ pub fn parse_rule_file(name: &str, text: &str) -> Result<RuleFile, String> {
             if expr.trim().is_empty() {
                 return Err(format!("{at} ({what}): `expr` is missing or empty"));
             }
-            let toks = tokenize(&expr).map_err(|e| format!("{at} ({what}): expr: {e}"))?;
+            let ast = promql_parser::parser::parse(&expr)
+                .map_err(|e| format!("{at} ({what}): expr: {e}"))?;
             let hold = match &rule.hold {
                 Some(s) if !s.0.trim().is_empty() => {
                     Some(parse_duration(&s.0).map_err(|e| format!("{at} ({what}): for: {e}"))?)
@@ -710,7 +474,7 @@ pub fn parse_rule_file(name: &str, text: &str) -> Result<RuleFile, String> {
                     return Err(format!("{at} ({what}): a recording rule has no `for`"));
                 }
                 record_count += 1;
-                records.insert(r, toks);
+                records.insert(r, ast);
                 continue;
             }
             alerts += 1;
@@ -739,17 +503,17 @@ pub fn parse_rule_file(name: &str, text: &str) -> Result<RuleFile, String> {
                     has_window: false,
                     metrics: BTreeSet::new(),
                 },
-                toks,
+                ast,
             });
         }
     }
 
     let scale_rules = pending
         .into_iter()
-        .map(|PendingRule { mut rule, toks }| {
-            rule.threshold = threshold_of(&toks, rule.direction);
-            rule.has_window = has_window(&toks, &records, 0);
-            rule.metrics = expanded_metrics(&toks, &records, 0);
+        .map(|PendingRule { mut rule, ast }| {
+            rule.threshold = threshold_of(&ast, rule.direction);
+            rule.has_window = has_window(&ast, &records, 0);
+            rule.metrics = expanded_metrics(&ast, &records, 0);
             rule
         })
         .collect();
@@ -763,8 +527,9 @@ pub fn parse_rule_file(name: &str, text: &str) -> Result<RuleFile, String> {
     })
 }
 
-fn threshold_of(toks: &[Tok], direction: Direction) -> Option<Threshold> {
-    let cmps = comparisons(toks);
+fn threshold_of(expr: &Expr, direction: Direction) -> Option<Threshold> {
+    let mut cmps = Vec::new();
+    comparisons(expr, &mut cmps);
     let wanted = |op: CmpOp| match direction {
         Direction::Up => op.is_greater(),
         Direction::Down => op.is_less(),
@@ -797,24 +562,30 @@ fn threshold_of(toks: &[Tok], direction: Direction) -> Option<Threshold> {
 
 const MAX_RECORD_DEPTH: usize = 8;
 
-fn has_window(toks: &[Tok], records: &BTreeMap<String, Vec<Tok>>, depth: usize) -> bool {
-    if averages_directly(toks) {
+fn has_window(expr: &Expr, records: &BTreeMap<String, Expr>, depth: usize) -> bool {
+    if averages_directly(expr) {
         return true;
     }
     depth < MAX_RECORD_DEPTH
-        && metric_names(toks)
+        && names_in(expr)
             .iter()
             .filter_map(|m| records.get(m))
             .any(|r| has_window(r, records, depth + 1))
 }
 
+fn names_in(expr: &Expr) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    metric_names(expr, &mut names);
+    names
+}
+
 fn expanded_metrics(
-    toks: &[Tok],
-    records: &BTreeMap<String, Vec<Tok>>,
+    expr: &Expr,
+    records: &BTreeMap<String, Expr>,
     depth: usize,
 ) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for m in metric_names(toks) {
+    for m in names_in(expr) {
         match records.get(&m) {
             Some(r) if depth < MAX_RECORD_DEPTH => {
                 out.extend(expanded_metrics(r, records, depth + 1))
@@ -1050,6 +821,10 @@ pub fn check_command(paths: &[PathBuf]) -> bool {
 mod tests {
     use super::*;
 
+    fn ast(expr: &str) -> Expr {
+        promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"))
+    }
+
     fn file(text: &str) -> RuleFile {
         parse_rule_file("rules.yml", text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
@@ -1090,14 +865,33 @@ groups:
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
-        for bad in ["", "5", "m", "5 minutes", "5x", "-5m", "1.5m"] {
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86400)));
+        assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("1y2d"), Ok(Duration::from_secs(367 * 86400)));
+        assert_eq!(parse_duration(" 1h0m5s "), Ok(Duration::from_secs(3605)));
+        assert_eq!(parse_duration("0h0m"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5 minutes",
+            "5x",
+            "-5m",
+            "1.5m",
+            "30m1h",
+            "0x",
+            "1M",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+        assert!(parse_duration("90")
+            .unwrap_err()
+            .contains("the unit is missing"));
     }
 
     #[test]
     fn thresholds_from_comparisons() {
-        let t = |expr: &str, d: Direction| threshold_of(&tokenize(expr).unwrap(), d);
+        let t = |expr: &str, d: Direction| threshold_of(&ast(expr), d);
         let up = t(UP, Direction::Up).unwrap();
         assert_eq!(
             (up.op, up.value, up.points, up.inverted),
@@ -1135,7 +929,7 @@ groups:
 
     #[test]
     fn windows() {
-        let w = |expr: &str| averages_directly(&tokenize(expr).unwrap());
+        let w = |expr: &str| averages_directly(&ast(expr));
         assert!(w("rate(x[5m])"));
         assert!(w("1 - avg by (pool) (rate(x{mode=\"idle\"}[5m])) < 0.3"));
         assert!(w("avg_over_time(x[5m]) < 0.3"));
@@ -1150,17 +944,138 @@ groups:
 
     #[test]
     fn metric_names_skip_functions_labels_and_keywords() {
-        let m = metric_names(
-            &tokenize(
-                r#"1 - avg by (pool) (rate(node_cpu_seconds_total{mode="idle", pool!=""}[5m]))
+        let m = names_in(&ast(
+            r#"1 - avg by (pool) (rate(node_cpu_seconds_total{mode="idle", pool!=""}[5m]))
                    and on (pool) count by (pool) (up offset 1m) > bool 1"#,
-            )
-            .unwrap(),
-        );
+        ));
         assert_eq!(
             m.into_iter().collect::<Vec<_>>(),
             ["node_cpu_seconds_total", "up"]
         );
+    }
+
+    #[test]
+    fn thresholds_through_the_ast() {
+        use CmpOp::{Gt, Le, Lt};
+        use Direction::{Down, Up};
+        // (expr, direction, (op, points, inverted) of the threshold found)
+        type Found = Option<(CmpOp, f64, bool)>;
+        let table: &[(&str, Direction, Found)] = &[
+            (
+                "x > 0.7 and on (pool) count by (pool) (up) > 1",
+                Up,
+                Some((Gt, 70.0, false)),
+            ),
+            (
+                "count by (pool) (up) > 1 and on (pool) x < 0.3",
+                Down,
+                Some((Lt, 30.0, false)),
+            ),
+            (
+                "x < 0.3 unless on (pool) y > 0.9",
+                Down,
+                Some((Lt, 30.0, false)),
+            ),
+            ("(x > 0.9) or (y > 0.8)", Up, Some((Gt, 90.0, false))),
+            ("x > 0.7 and ignoring (mode) y", Up, Some((Gt, 70.0, false))),
+            ("((((x)) > ((0.7))))", Up, Some((Gt, 70.0, false))),
+            ("x offset 5m > 0.7", Up, Some((Gt, 70.0, false))),
+            ("x @ 1609746000 > 0.7", Up, Some((Gt, 70.0, false))),
+            ("0.7 < x @ 1609746000", Up, Some((Gt, 70.0, false))),
+            (
+                "avg_over_time(x[5m] @ end()) <= 30",
+                Down,
+                Some((Le, 30.0, false)),
+            ),
+            ("x > 0.2 < 0.9", Up, Some((Gt, 20.0, false))),
+            ("x > 0.2 < 0.9", Down, Some((Lt, 90.0, false))),
+            (
+                "x > 0.7 # the comment is not an operand",
+                Up,
+                Some((Gt, 70.0, false)),
+            ),
+            ("x > +0.7", Up, Some((Gt, 70.0, false))),
+            // Inverted: a scale-down on idle above 70% is a load below 30%.
+            ("avg(rate(idle[5m])) > 0.7", Down, Some((Gt, 70.0, true))),
+            // Not thresholds: inside calls, arithmetic, vector matching, non-finite, equality.
+            ("sum(x > 0.7)", Up, None),
+            ("(x > 0.7) * 2", Up, None),
+            ("x * on (pool) (y > 0.7)", Up, None),
+            ("x > on (pool) group_left y", Up, None),
+            ("x > Inf", Up, None),
+            ("x == 1", Up, None),
+            ("x != 1", Down, None),
+        ];
+        for &(expr, direction, want) in table {
+            let got = threshold_of(&ast(expr), direction).map(|t| (t.op, t.points, t.inverted));
+            assert_eq!(got, want, "{expr} ({direction:?})");
+        }
+    }
+
+    #[test]
+    fn windows_through_the_ast() {
+        let table = [
+            ("rate(x[5m] @ 1609746000)", true),
+            ("avg_over_time(x[5m] offset -1m)", true),
+            ("quantile_over_time(0.5, x[5m])", true),
+            ("histogram_quantile(0.9, sum by (le) (rate(b[5m])))", true),
+            ("max_over_time(irate(x[1m])[10m:1m])", true),
+            ("last_over_time(rate(x[5m])[1m:])", true),
+            ("sum_over_time(((x))[5m:1m])", true),
+            ("x < 0.3 and on () (rate(y[5m]) > 0)", true),
+            ("topk(1, increase(x[1h]))", true),
+            ("first_over_time(x[5m])", false),
+            ("absent_over_time(x[5m]) or changes(x[5m]) > 0", false),
+            ("ts_of_max_over_time(x[5m])", false),
+            (r#"label_replace(x, "a", "$1", "b", "(.*)")"#, false),
+            ("x @ start() < 0.3", false),
+        ];
+        for (expr, want) in table {
+            assert_eq!(averages_directly(&ast(expr)), want, "{expr}");
+        }
+    }
+
+    #[test]
+    fn metric_names_through_the_ast() {
+        let table: &[(&str, &[&str])] = &[
+            (r#"{__name__="up", job="a"} == 0"#, &["up"]),
+            (r#"{__name__=~"up|down"}"#, &[]),
+            (
+                r#"label_replace(rate(x[5m]), "dst", "$1", "src", "(.*)")"#,
+                &["x"],
+            ),
+            ("topk(scalar(k), y)", &["k", "y"]),
+            (r#"count_values("v", z)"#, &["z"]),
+            ("x @ start() and y offset -5m", &["x", "y"]),
+            ("sum without (on, bool, offset) (m)", &["m"]),
+            (
+                "avg_over_time(pool:busy:avg1m[5m:1m])",
+                &["pool:busy:avg1m"],
+            ),
+            ("vector(1) > bool time()", &[]),
+        ];
+        for &(expr, want) in table {
+            assert_eq!(
+                names_in(&ast(expr)).into_iter().collect::<Vec<_>>(),
+                want,
+                "{expr}"
+            );
+        }
+    }
+
+    #[test]
+    fn guards_and_matching_do_not_hide_a_thrash_prone_threshold() {
+        for down in [
+            r#"avg by (pool) (rate(x[5m])) < 0.45 and on (pool) count by (pool) (up) > 1"#,
+            r#"count by (pool) (up) > 1 and on (pool) avg by (pool) (rate(x[5m])) < 0.45"#,
+            r#"(avg by (pool) (rate(x[5m])) < 0.45) unless on (pool) (y > 0)"#,
+        ] {
+            let w = warnings(&rules(UP, down, "for: 5m"));
+            assert!(
+                w.len() == 1 && w[0].contains("scale-down threshold 45%"),
+                "{down}: {w:?}"
+            );
+        }
     }
 
     #[test]
@@ -1397,11 +1312,27 @@ groups:
             ),
             (
                 "groups:\n- name: a\n  rules:\n  - alert: A\n    expr: sum(x > 1\n",
-                "unclosed",
+                "(alert A): expr: unclosed left parenthesis",
             ),
             (
                 "groups:\n- name: a\n  rules:\n  - alert: A\n    expr: x{a=\"b} > 1\n",
-                "unterminated string",
+                "expr: unterminated quoted string",
+            ),
+            (
+                "groups:\n- name: a\n  rules:\n  - alert: A\n    expr: rate(x) > 1\n",
+                "expr: expected type matrix in call to function 'rate', got vector",
+            ),
+            (
+                "groups:\n- name: a\n  rules:\n  - alert: A\n    expr: foo(x) > 1\n",
+                "expr: unknown function with name 'foo'",
+            ),
+            (
+                "groups:\n- name: a\n  rules:\n  - record: a\n    expr: x[5m] > 1\n",
+                "(record a): expr: binary expression must contain only scalar",
+            ),
+            (
+                "groups:\n- name: a\n  rules:\n  - alert: A\n    expr: x >\n",
+                "(alert A): expr: invalid promql query",
             ),
             (
                 "groups:\n- name: a\n  rules:\n  - alert: A\n    expr: x > 1\n    for: soon\n",
