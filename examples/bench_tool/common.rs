@@ -30,31 +30,29 @@ pub fn summary_ms(samples: &mut [f64]) -> String {
     )
 }
 
+/// `/proc/{pid}`.
+fn process(pid: u32) -> anyhow::Result<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid)?)
+        .with_context(|| format!("process {pid} is gone"))
+}
+
 /// VmRSS of a process, in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let status = process(pid)?
+        .status()
         .with_context(|| format!("process {pid} is gone"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS line")
+    status.vmrss.context("no VmRSS line")
 }
 
 /// utime + stime of a process.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    let stat = process(pid)?
+        .stat()
         .with_context(|| format!("process {pid} is gone"))?;
-    // The command name may contain spaces: fields are counted after the last ')'.
-    let after = &stat[stat.rfind(')').context("malformed stat")? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5) are the 12th and 13th after the name and state.
-    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok(Duration::from_secs_f64((utime + stime) as f64 / ticks))
+    let ticks = procfs::ticks_per_second().max(1) as f64;
+    Ok(Duration::from_secs_f64(
+        (stat.utime + stat.stime) as f64 / ticks,
+    ))
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

@@ -17,6 +17,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use procfs::process::{MountInfo, Process};
+
 /// cgroup v2's default period, also used for v1 when its period cannot be read.
 const DEFAULT_PERIOD_US: u64 = 100_000;
 /// The kernel refuses quotas below 1 ms.
@@ -203,8 +205,8 @@ fn locate() -> Result<(Version, PathBuf), String> {
     v2_roots.extend(
         mounts
             .iter()
-            .filter(|m| m.fstype == "cgroup2")
-            .map(|m| PathBuf::from(&m.mount_point)),
+            .filter(|m| m.fs_type == "cgroup2")
+            .map(|m| m.mount_point.clone()),
     );
     for root in v2_roots {
         let Ok(controllers) = fs::read_to_string(root.join("cgroup.controllers")) else {
@@ -228,28 +230,16 @@ fn locate() -> Result<(Version, PathBuf), String> {
     }
 
     // cgroup v1: the hierarchy that carries the cpu controller, under our own cgroup in it.
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let own_path = own
-        .lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            controllers
-                .split(',')
-                .any(|c| c == "cpu")
-                .then(|| path.to_string())
-        })
-        .next();
-    let mut candidates: Vec<(String, String)> = mounts
+    let own_path = own_cgroup("cpu");
+    let mut candidates: Vec<(PathBuf, String)> = mounts
         .iter()
-        .filter(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "cpu"))
+        .filter(|m| m.fs_type == "cgroup" && m.super_options.contains_key("cpu"))
         .map(|m| (m.mount_point.clone(), m.root.clone()))
         .collect();
     if candidates.is_empty() {
         candidates.push(("/sys/fs/cgroup/cpu".into(), "/".into()));
     }
-    for (mount_point, mount_root) in candidates {
-        let mount = PathBuf::from(&mount_point);
+    for (mount, mount_root) in candidates {
         if !mount.join("cpu.cfs_quota_us").exists() {
             continue;
         }
@@ -270,28 +260,33 @@ fn locate() -> Result<(Version, PathBuf), String> {
     )
 }
 
-struct Mount {
-    root: String,
-    mount_point: String,
-    fstype: String,
-    super_options: String,
-}
-
-/// `/proc/self/mountinfo`: `id parent maj:min root mount_point options [optional...] - fstype source super_options`.
-fn parse_mountinfo(text: &str) -> Vec<Mount> {
+/// The mounts listed in `/proc/self/mountinfo` (`text`), with `root` and `mount_point` unescaped
+/// (the crate leaves mountinfo's octal escapes in place); lines that do not parse are skipped.
+fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
     text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            Some(Mount {
-                root: unescape_octal(left.get(3)?),
-                mount_point: unescape_octal(left.get(4)?),
-                fstype: right.first()?.to_string(),
-                super_options: right.get(2).copied().unwrap_or("").to_string(),
-            })
+        .filter_map(|line| MountInfo::from_line(line).ok())
+        .map(|mut m| {
+            m.root = unescape_octal(&m.root);
+            m.mount_point = PathBuf::from(unescape_octal(&m.mount_point.to_string_lossy()));
+            m
         })
         .collect()
+}
+
+/// This process's cgroup (relative to its hierarchy's root) in the cgroup v1 hierarchy that carries
+/// `controller`, from `/proc/self/cgroup`.
+fn own_cgroup(controller: &str) -> Option<String> {
+    Process::myself()
+        .and_then(|me| me.cgroups())
+        .ok()?
+        .into_iter()
+        .find(|g| g.controllers.iter().any(|c| c == controller))
+        .map(|g| g.pathname)
+}
+
+/// Whether process `pid` still exists (`/proc/{pid}`), zombies included.
+fn process_exists(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|pid| Process::new(pid).is_ok())
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\040` etc.
@@ -331,7 +326,7 @@ fn sweep_stale(parent: &Path) {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if process_exists(pid) {
             continue;
         }
         let dir = entry.path();
@@ -364,12 +359,49 @@ mod tests {
     fn mountinfo_lines() {
         let text = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
                     33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw shared:9 - cgroup cgroup rw,cpu,cpuacct\n\
-                    41 31 0:38 / /sys/fs/cgroup/a\\040b rw,relatime - cgroup2 cgroup2 rw\n";
+                    not a mountinfo line\n\
+                    41 31 0:38 /x\\011y /sys/fs/cgroup/a\\040b rw,relatime - cgroup2 cgroup2 rw\n";
         let mounts = parse_mountinfo(text);
         assert_eq!(mounts.len(), 3);
-        assert_eq!(mounts[0].mount_point, "/sys/fs/cgroup/cpu");
-        assert_eq!(mounts[1].super_options, "rw,cpu,cpuacct");
-        assert_eq!(mounts[2].fstype, "cgroup2");
-        assert_eq!(mounts[2].mount_point, "/sys/fs/cgroup/a b");
+        assert_eq!(mounts[0].mount_point, Path::new("/sys/fs/cgroup/cpu"));
+        assert_eq!(mounts[0].fs_type, "cgroup");
+        assert!(mounts[0].super_options.contains_key("cpu"));
+        assert!(mounts[1].super_options.contains_key("cpuacct"));
+        assert!(!mounts[1].super_options.contains_key("cpu,cpuacct"));
+        assert_eq!(mounts[2].fs_type, "cgroup2");
+        assert_eq!(mounts[2].mount_point, Path::new("/sys/fs/cgroup/a b"));
+        assert_eq!(mounts[2].root, "/x\ty");
+        assert!(!mounts[2].super_options.contains_key("cpu"));
+    }
+
+    #[test]
+    fn this_machines_mounts_and_cgroup() {
+        let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mounts = parse_mountinfo(&text);
+        // Every line of the kernel's mountinfo parses, the root mount among them.
+        assert_eq!(mounts.len(), text.lines().count());
+        assert!(mounts.iter().any(|m| m.mount_point == Path::new("/")));
+        // A cgroup v1 hierarchy with the cpu controller has our cgroup in it, as an absolute path;
+        // without one, there is no such cgroup.
+        let v1_cpu = mounts
+            .iter()
+            .any(|m| m.fs_type == "cgroup" && m.super_options.contains_key("cpu"));
+        let own = own_cgroup("cpu");
+        assert_eq!(own.is_some(), v1_cpu, "{own:?}");
+        if let Some(path) = own {
+            assert!(path.starts_with('/'), "{path}");
+        }
+        assert_eq!(own_cgroup("no-such-controller"), None);
+    }
+
+    #[test]
+    fn processes_exist_until_reaped() {
+        assert!(process_exists(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        assert!(process_exists(pid));
+        child.wait().unwrap();
+        assert!(!process_exists(pid));
+        assert!(!process_exists(u32::MAX));
     }
 }

@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -233,12 +233,13 @@ const LOAD_WINDOWS: [f64; 3] = [60.0, 300.0, 900.0];
 
 impl Meter {
     fn new(shape: VmShape, processes: Processes) -> Meter {
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         Meter {
             shape,
             processes,
-            ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
+            ticks_per_second: match procfs::ticks_per_second() {
+                0 => 100.0,
+                ticks => ticks as f64,
+            },
             last_sample: Instant::now(),
             sampled: false,
             workload_start: None,
@@ -270,7 +271,12 @@ impl Meter {
         let mut current = HashMap::new();
         let (mut du, mut ds, mut rss) = (0u64, 0u64, 0u64);
         for pid in self.processes.list() {
-            let Some(stat) = read_stat(pid) else { continue };
+            let Some(process) = open_process(pid) else {
+                continue;
+            };
+            let Some(stat) = read_stat(&process) else {
+                continue;
+            };
             if let Processes::Pid(_) = self.processes {
                 // Only the workload we were given: once it is gone, its pid may be reused.
                 if *self.workload_start.get_or_insert(stat.start_time) != stat.start_time {
@@ -282,7 +288,7 @@ impl Meter {
             du += stat.utime.saturating_sub(pu);
             ds += stat.stime.saturating_sub(ps);
             current.insert(key, (stat.utime, stat.stime));
-            rss += read_rss_bytes(pid).unwrap_or(0);
+            rss += read_rss_bytes(&process).unwrap_or(0);
         }
         self.seen = current;
         self.rss_bytes = rss;
@@ -397,34 +403,26 @@ struct Stat {
     start_time: u64,
 }
 
-/// utime, stime and starttime (fields 14, 15 and 22) of `/proc/<pid>/stat`; includes every thread.
-fn read_stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+/// `/proc/<pid>`, held open so that its stat and status are of the same process even if the pid
+/// is reused meanwhile (reads fail once the process is gone).
+fn open_process(pid: u32) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
 }
 
-fn parse_stat(text: &str) -> Option<Stat> {
-    // The command name (field 2) is in parentheses and may contain spaces and parentheses.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state).
+/// utime, stime and starttime (fields 14, 15 and 22) of `/proc/<pid>/stat`, in clock ticks;
+/// includes every thread.
+fn read_stat(process: &procfs::process::Process) -> Option<Stat> {
+    let stat = process.stat().ok()?;
     Some(Stat {
-        utime: fields.get(11)?.parse().ok()?,
-        stime: fields.get(12)?.parse().ok()?,
-        start_time: fields.get(19)?.parse().ok()?,
+        utime: stat.utime,
+        stime: stat.stime,
+        start_time: stat.starttime,
     })
 }
 
-fn read_rss_bytes(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(Path::new(&format!("/proc/{pid}/status"))).ok()?;
-    parse_vm_rss(&text)
-}
-
-/// `VmRSS:     1234 kB` in `/proc/<pid>/status`, in bytes.
-fn parse_vm_rss(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+/// `VmRSS` of `/proc/<pid>/status` (in kB there), in bytes; None for a zombie.
+fn read_rss_bytes(process: &procfs::process::Process) -> Option<u64> {
+    Some(process.status().ok()?.vmrss? * 1024)
 }
 
 /// A float as Go's `strconv.FormatFloat(v, 'g', -1, 64)` writes it (what the Prometheus Go client
@@ -473,18 +471,71 @@ mod tests {
         assert_eq!(go_float(f64::INFINITY), "+Inf");
     }
 
+    /// CPU time this thread has used (CLOCK_THREAD_CPUTIME_ID).
+    fn thread_cpu() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, which lives on this stack frame.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0);
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
     #[test]
-    fn stat_and_status_parse() {
-        let stat = "1234 (calc (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 3 0 98765 1000 200";
-        let parsed = parse_stat(stat).unwrap();
-        assert_eq!(
-            (parsed.utime, parsed.stime, parsed.start_time),
-            (250, 37, 98765)
-        );
-        assert_eq!(
-            parse_vm_rss("Name:\tx\nVmRSS:\t   2048 kB\nThreads: 3\n"),
-            Some(2048 * 1024)
-        );
+    fn stat_counts_this_process_cpu_in_ticks() {
+        let ticks = procfs::ticks_per_second() as f64;
+        let me = open_process(std::process::id()).unwrap();
+        let before = read_stat(&me).unwrap();
+        // Burn 300 ms of this thread's CPU (at most 20 s of wall time on a busy machine).
+        let (cpu0, deadline) = (thread_cpu(), Instant::now() + Duration::from_secs(20));
+        let mut x = 0u64;
+        while thread_cpu() - cpu0 < Duration::from_millis(300) && Instant::now() < deadline {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let burned = (thread_cpu() - cpu0).as_secs_f64();
+        assert!(burned >= 0.3, "only {burned} s of CPU in 20 s");
+        let after = read_stat(&me).unwrap();
+        assert_eq!(after.start_time, before.start_time);
+        let counted = ((after.utime + after.stime) - (before.utime + before.stime)) as f64 / ticks;
+        // The whole process is counted (other tests run in parallel), at the ticks' resolution.
+        assert!(counted >= burned - 3.0 / ticks, "{counted} s < {burned} s");
+    }
+
+    #[test]
+    fn stat_and_rss_of_a_process_whose_name_has_parentheses() {
+        // The command name (field 2 of stat) is the executable's file name: "x) (y z".
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("x) (y z");
+        std::os::unix::fs::symlink("/bin/sleep", &exe).unwrap();
+        let mut child = std::process::Command::new(&exe).arg("30").spawn().unwrap();
+        let me = read_stat(&open_process(std::process::id()).unwrap()).unwrap();
+        // Wait (up to 5 s) until the child has exec'd sleep: its name is then the link's.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let process = open_process(child.id()).unwrap();
+        while process.stat().unwrap().comm != "x) (y z" && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let comm = process.stat().unwrap().comm;
+        let stat = read_stat(&process);
+        let rss = read_rss_bytes(&process);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(comm, "x) (y z");
+        let stat = stat.unwrap();
+        assert!(stat.start_time >= me.start_time);
+        assert!(stat.utime + stat.stime < 100 * procfs::ticks_per_second());
+        // sleep's resident memory, in bytes: more than 64 KiB, less than 64 MiB, whole kB.
+        let rss = rss.unwrap();
+        assert!((64 << 10..64 << 20).contains(&rss), "{rss}");
+        assert_eq!(rss % 1024, 0);
+        // Once it is reaped, it has neither.
+        assert!(read_stat(&process).is_none());
+        assert!(read_rss_bytes(&process).is_none());
+        assert!(open_process(child.id()).is_none());
+        assert!(open_process(u32::MAX).is_none());
     }
 
     #[test]
