@@ -322,9 +322,8 @@ mod tests {
         let twin = out.iter().find(|b| b.uuid == "c1-twin").unwrap();
         assert_eq!((c1.state, c1.since), (BackendState::Draining, 5.0));
         assert_eq!(twin.state, BackendState::Ready);
-        let out = vec![c1.clone()];
         let p = pool();
-        let mut b = out[0].clone();
+        let mut b = c1.clone();
         let mut s = ProbeStreak::default();
         for _ in 0..5 {
             assert_eq!(apply_probe(&mut b, &mut s, true, &p.health, 6.0), None);

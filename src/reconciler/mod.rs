@@ -957,13 +957,11 @@ impl PoolReconciler {
                 ))
             }
             Step::Delete { uuid, name, cause } => {
-                if cause == DeleteCause::DrainFinished
-                    && self.traefik_polls
-                    && !self
-                        .drain_generation
-                        .get(&uuid)
-                        .is_some_and(|g| self.state.traefik_served_since(*g).is_some())
-                {
+                let seen = self
+                    .drain_generation
+                    .get(&uuid)
+                    .and_then(|g| self.state.traefik_served_since(*g));
+                if cause == DeleteCause::DrainFinished && self.traefik_polls && seen.is_none() {
                     warn!(vm = %name, "Traefik has not fetched /traefik since the drain began: deleting anyway");
                 }
                 self.transition(&uuid, BackendState::Deleting, now);

@@ -144,7 +144,7 @@ async fn probes_and_drains_keep_their_pace_while_every_cloud_call_takes_5s() {
     // one interval, with the probe timeout (150 ms) and a margin for a busy machine.
     let (sick, sick_ip) = clones.iter().find(|(u, _)| *u != victim).unwrap().clone();
     tokio::time::sleep(Duration::from_secs(3)).await; // the drain is over: its delete is in flight
-    let pid = vm_pid(&sim, &sick);
+    let pid = vm_pid(sim, &sick);
     signal(pid, "-STOP");
     let t = Instant::now();
     eventually(

@@ -692,7 +692,8 @@ fn a_drain_waits_until_traefik_has_fetched_a_configuration_without_the_vm() {
         ..Case::default()
     };
     // (now, Traefik polls, fetched without it at, deleted?, next wake-up)
-    let table: &[(f64, bool, Option<f64>, bool, Option<f64>)] = &[
+    type Row = (f64, bool, Option<f64>, bool, Option<f64>);
+    let table: &[Row] = &[
         (130.0, false, None, true, None), // no Traefik in front: the drain period alone
         (130.0, true, Some(101.0), true, None), // fetched at once: 101 + 25 < 130
         (130.0, true, Some(110.0), false, Some(135.0)), // fetched late: 110 + 25
