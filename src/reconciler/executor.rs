@@ -141,16 +141,23 @@ impl Executor {
         });
     }
 
-    /// Fetches one VM (a booting clone's address and status), unless a fetch is in flight.
-    pub fn fetch(&mut self, uuid: &str) {
+    /// Booting VMs being fetched now.
+    pub fn fetching(&self) -> usize {
+        self.fetching.len()
+    }
+
+    /// Fetches one VM (a booting clone's address and status), unless a fetch of it is in
+    /// flight; true when a fetch started.
+    pub fn fetch(&mut self, uuid: &str) -> bool {
         if !self.fetching.insert(uuid.to_string()) {
-            return;
+            return false;
         }
         let (cloud, events, uuid) = (self.cloud.clone(), self.events.clone(), uuid.to_string());
         tokio::spawn(async move {
             let result = cloud.get_vm(&uuid).await;
             let _ = events.send(Event::Fetched { uuid, result });
         });
+        true
     }
 }
 

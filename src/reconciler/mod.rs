@@ -39,9 +39,14 @@ use executor::{Event, Executor};
 use lister::{ListOutcome, ListerHandle, Listing};
 use probe::Prober;
 
-/// How often a booting clone is probed (and fetched while it has no address), so that it is
-/// ready within about `healthy_threshold` × this of its app answering.
+/// How often a booting clone is probed, so that it is ready within about `healthy_threshold` ×
+/// this of its app answering.
 pub const BOOT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// A booting clone with no address yet is fetched on its own at most this often...
+const BOOT_FETCH_EVERY: f64 = 1.0;
+/// ... and at most this many per pool at a time, so a pool of clones that never get an address
+/// cannot flood the API (the periodic list still covers them all).
+const BOOT_FETCHES_AT_ONCE: usize = 4;
 /// The store's `meta` key that says Traefik has polled this service.
 const TRAEFIK_POLLED: &str = "traefik_polled";
 /// Clone and boot failures back off from 2 s up to 5 minutes.
@@ -103,6 +108,8 @@ pub struct PoolReconciler {
     announced: HashSet<String>,
     /// When the planner asked to be asked again.
     wake_at: Option<f64>,
+    /// Booting clones fetched on their own (by uuid): when last.
+    fetched_at: HashMap<String, f64>,
     /// Draining VMs (by uuid): the first generation published without them in `/traefik`.
     drain_generation: HashMap<String, u64>,
     /// Traefik has polled `/traefik`, in this run or one before (the store's `traefik_polled`).
@@ -155,6 +162,7 @@ impl PoolReconciler {
             announced,
             wake_at: None,
             drain_generation: HashMap::new(),
+            fetched_at: HashMap::new(),
             traefik_polls,
         })
     }
@@ -324,6 +332,7 @@ impl PoolReconciler {
 
     fn forget_vm(&mut self, uuid: &str) {
         self.streaks.remove(uuid);
+        self.fetched_at.remove(uuid);
         self.drain_generation.remove(uuid);
         self.step_failures.remove(uuid);
         self.not_before.remove(uuid);
@@ -543,6 +552,8 @@ impl PoolReconciler {
             return;
         }
         let mut targets = Vec::new();
+        let now = clock::now();
+        let mut fetches = self.executor.fetching();
         for b in &self.view.backends {
             if b.state == BackendState::Deleting {
                 continue;
@@ -557,8 +568,15 @@ impl PoolReconciler {
                     targets.push((b.uuid.clone(), Some(ip.clone())))
                 }
                 _ => {
-                    if booting && b.role == Role::Clone {
-                        self.executor.fetch(&b.uuid);
+                    let due = self
+                        .fetched_at
+                        .get(&b.uuid)
+                        .is_none_or(|t| now - t >= BOOT_FETCH_EVERY);
+                    if booting && b.role == Role::Clone && due && fetches < BOOT_FETCHES_AT_ONCE {
+                        if self.executor.fetch(&b.uuid) {
+                            fetches += 1;
+                        }
+                        self.fetched_at.insert(b.uuid.clone(), now);
                     }
                     if full {
                         targets.push((b.uuid.clone(), None));
