@@ -692,6 +692,28 @@ pub async fn wait_synced(http: &reqwest::Client, service: &str, token: Option<&s
     .await;
 }
 
+/// Waits until exactly `n` backends are ready, the pool's size is `n` and nothing is being
+/// provisioned; returns that status.
+pub async fn wait_ready(
+    http: &reqwest::Client,
+    url: &str,
+    n: usize,
+    limit: Duration,
+) -> serde_json::Value {
+    eventually(
+        limit,
+        &format!("{n} ready and nothing else"),
+        || async move {
+            let s = pool_status(http, url, None).await;
+            (ready_names(&s).len() == n
+                && s["size"] == n as u64
+                && s["provisioning"].as_array().is_some_and(|p| p.is_empty()))
+            .then_some(s)
+        },
+    )
+    .await
+}
+
 /// The pool's activity history as served, newest first.
 pub async fn activity_log(http: &reqwest::Client, service: &str) -> Vec<serde_json::Value> {
     let v: serde_json::Value = http

@@ -4,21 +4,29 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::common::{self, *};
 use idch_autoscaler::sim::{Faults, SimHandle};
 
 async fn wait_ready(http: &reqwest::Client, url: &str, n: usize) -> serde_json::Value {
-    eventually(
-        Duration::from_secs(30),
-        &format!("{n} ready"),
-        || async move {
-            let s = pool_status(http, url, None).await;
-            (ready_names(&s).len() == n
-                && s["size"] == n as u64
-                && s["provisioning"].as_array().is_some_and(|p| p.is_empty()))
-            .then_some(s)
-        },
-    )
+    common::wait_ready(http, url, n, Duration::from_secs(30)).await
+}
+
+/// Waits for a draining backend; its (uuid, ip).
+async fn wait_draining(http: &reqwest::Client, url: &str) -> (String, String) {
+    eventually(Duration::from_secs(5), "a drain", || async move {
+        let s = pool_status(http, url, None).await;
+        s["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["state"] == "draining")
+            .map(|b| {
+                (
+                    b["uuid"].as_str().unwrap().to_string(),
+                    b["ip"].as_str().unwrap().to_string(),
+                )
+            })
+    })
     .await
 }
 
@@ -108,24 +116,7 @@ async fn probes_and_drains_keep_their_pace_while_every_cloud_call_takes_5s() {
     // A scale-down: the victim (the newest clone) is out of /traefik within one publish.
     let t = Instant::now();
     set_desired(&http, &url, 2, None).await;
-    let (victim, victim_ip) = eventually(Duration::from_secs(3), "a drain", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let s = pool_status(&http, &url, None).await;
-            s["backends"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|b| b["state"] == "draining")
-                .map(|b| {
-                    (
-                        b["uuid"].as_str().unwrap().to_string(),
-                        b["ip"].as_str().unwrap().to_string(),
-                    )
-                })
-        }
-    })
-    .await;
+    let (victim, victim_ip) = wait_draining(&http, &url).await;
     let servers = traefik_servers(&http, &url).await;
     let drained_after = t.elapsed();
     assert!(
@@ -266,24 +257,7 @@ async fn a_drain_survives_a_restart_even_when_desired_rises_again() {
     app.set_desired(3).await;
     wait_ready(&http, &app.url, 3).await;
     app.set_desired(2).await;
-    let (victim, ip) = eventually(Duration::from_secs(5), "a drain", || {
-        let (http, url) = (http.clone(), app.url.clone());
-        async move {
-            let s = pool_status(&http, &url, None).await;
-            s["backends"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|b| b["state"] == "draining")
-                .map(|b| {
-                    (
-                        b["uuid"].as_str().unwrap().to_string(),
-                        b["ip"].as_str().unwrap().to_string(),
-                    )
-                })
-        }
-    })
-    .await;
+    let (victim, ip) = wait_draining(&http, &app.url).await;
     // Desired back up during the drain, with a clone call that answers only long after the
     // restart: after it, three VMs exist for a desired size of three, so the planner has no
     // surplus to drain and only the persisted drain keeps the VM out of Traefik.
@@ -347,7 +321,10 @@ async fn a_name_whose_clone_call_had_no_answer_is_never_reused_and_its_late_vm_i
         async move {
             let s = pool_status(&http, &url, None).await;
             let history = sim.state().history;
-            (history.len() == 3 && sim.state().vms.len() == 2 && ready_names(&s).len() == 2)
+            (history.len() == 3
+                && sim.state().vms.len() == 2
+                && ready_names(&s).len() == 2
+                && s["size"] == 2)
                 .then_some(s)
         }
     })

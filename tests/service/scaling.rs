@@ -24,26 +24,6 @@ fn clone_calls(sim: &SimHandle) -> u64 {
         .unwrap_or(0)
 }
 
-async fn wait_ready(
-    http: &reqwest::Client,
-    url: &str,
-    n: usize,
-    limit: Duration,
-) -> serde_json::Value {
-    eventually(
-        limit,
-        &format!("{n} ready and nothing else"),
-        || async move {
-            let s = pool_status(http, url, None).await;
-            (ready_names(&s).len() == n
-                && s["size"] == n as u64
-                && s["provisioning"].as_array().is_some_and(|p| p.is_empty()))
-            .then_some(s)
-        },
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clone_that_never_boots_is_deleted_after_boot_timeout_and_retried() {
     let app = TestApp::builder()
