@@ -1088,9 +1088,11 @@ fn k6_script_runs_a_short_profile_against_the_workload() {
         if let Some(status) = k6.0.try_wait().unwrap() {
             break status;
         }
+        // The profile is 5 s plus a 2 s graceful stop; the bound only proves that k6 stops by
+        // itself, with room for a machine busy with the other tests.
         assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "k6 ran longer than 10 s"
+            started.elapsed() < Duration::from_secs(60),
+            "k6 ran longer than 60 s"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
