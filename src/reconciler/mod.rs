@@ -89,8 +89,6 @@ pub struct PoolReconciler {
     names_in_cloud: HashSet<String>,
     /// The seq of the last listing handled; 0 before the first.
     listed_seq: u64,
-    /// When the last successful list began.
-    list_started: f64,
     full_rounds: u32,
     /// A full probe round is in flight.
     probing: bool,
@@ -150,7 +148,6 @@ impl PoolReconciler {
             intents,
             names_in_cloud: HashSet::new(),
             listed_seq: 0,
-            list_started: 0.0,
             full_rounds: 0,
             probing: false,
             boot_probing: false,
@@ -509,7 +506,6 @@ impl PoolReconciler {
         self.view.cloud_ok = true;
         self.view.last_error = None;
         self.view.last_success = Some(listing.finished);
-        self.list_started = listing.started;
         self.metrics.cloud_up.get_or_create(&labels).set(1);
         self.metrics
             .last_reconcile
