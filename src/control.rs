@@ -4,7 +4,11 @@
 //! read → decide → persist → apply under that lock, so concurrent webhooks are serialised and
 //! can never double-scale. The reconciler reads desired and is woken through `wake`.
 
+mod refresh;
+
 use std::sync::{Arc, Mutex};
+
+pub use refresh::{RefreshError, RefreshWrite};
 
 use crate::config::PoolConfig;
 use crate::metrics::Metrics;
@@ -24,6 +28,8 @@ pub struct PoolControl {
     inner: Mutex<(Desired, Clocks)>,
     /// Wakes the pool's reconciler when desired changes.
     pub wake: tokio::sync::Notify,
+    /// The latest rolling refresh (`control/refresh.rs`).
+    refresh: Mutex<refresh::RefreshSlot>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
 }
@@ -56,14 +62,23 @@ impl PoolControl {
             Some((d, c)) => (Some(d.clamp(config.min, config.max)), c),
             None => (None, Clocks::default()),
         };
+        let (seq, latest) = match store.refresh(&config.name)? {
+            Some((seq, r)) => (seq, Some(r)),
+            None => (0, None),
+        };
         let control = PoolControl {
             config,
             inner: Mutex::new((Desired { size }, clocks)),
             wake: tokio::sync::Notify::new(),
+            refresh: Mutex::new(refresh::RefreshSlot {
+                seq,
+                refresh: latest,
+            }),
             store,
             metrics,
         };
         control.export(size);
+        control.export_refresh(control.refresh().as_ref());
         Ok(control)
     }
 

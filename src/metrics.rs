@@ -42,6 +42,10 @@ pub struct Metrics {
     pub scale_activities: Family<Labels, Counter>,
     /// Time a backend spent in a lifecycle state, by `pool` and `state`, observed when it leaves it.
     pub state_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Rolling refresh by `pool`: 1 while one runs; its old clones, and how many were replaced.
+    pub refresh_running: Family<Labels, Gauge>,
+    pub refresh_total: Family<Labels, Gauge>,
+    pub refresh_replaced: Family<Labels, Gauge>,
 }
 
 fn state_histogram() -> Histogram {
@@ -120,8 +124,29 @@ impl Metrics {
             "Time backends spent in each lifecycle state, by pool and state",
             state_duration.clone(),
         );
+        let refresh_running = Family::<Labels, Gauge>::default();
+        registry.register(
+            "refresh_running",
+            "1 while a rolling refresh of the pool runs",
+            refresh_running.clone(),
+        );
+        let refresh_total = Family::<Labels, Gauge>::default();
+        registry.register(
+            "refresh_old_clones",
+            "Old clones the pool's latest rolling refresh replaces",
+            refresh_total.clone(),
+        );
+        let refresh_replaced = Family::<Labels, Gauge>::default();
+        registry.register(
+            "refresh_replaced_clones",
+            "Old clones the pool's latest rolling refresh has replaced so far",
+            refresh_replaced.clone(),
+        );
         Self {
             registry,
+            refresh_running,
+            refresh_total,
+            refresh_replaced,
             desired,
             webhook_decisions,
             scale_activities,

@@ -4,7 +4,10 @@
 //! PBKDF2-HMAC-SHA512 (password `complex_password`, salt `unique_salt_{n}`, 1000 iterations,
 //! 64 bytes) and scrypt (same password and salt, N = 2^((n mod 14) + 1), r = 8, p = 1, 64 bytes),
 //! both lowercase hex. Bad input gets a 400 with `{"error": "..."}` saying what is wrong.
-//! `GET /healthz` answers `{"status":"ok"}`. Every response carries `X-Served-By: <name>`.
+//! `GET /healthz` answers `{"status":"ok"}`. `GET /version` answers the app's version as
+//! plain text: the contents of `--version-file` (read at each request, so a deploy that rewrites
+//! it shows at once; the simulator keeps one per VM, copied by a clone), else the crate's
+//! version. Every response carries `X-Served-By: <name>`.
 //!
 //! The hashing runs on tokio's blocking threads, at most `workers` at once (a semaphore);
 //! requests beyond that queue for a permit rather than being refused.
@@ -44,6 +47,9 @@ pub struct CalculateArgs {
     /// Hashing threads (a bounded pool of blocking threads).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// A file whose contents `GET /version` answers.
+    #[arg(long)]
+    pub version_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +58,8 @@ pub struct WorkloadOptions {
     pub name: String,
     /// At most this many hashes run at once (must be at least 1).
     pub workers: usize,
+    /// What `GET /version` answers: this file's contents (trimmed), else the crate's version.
+    pub version_file: Option<std::path::PathBuf>,
 }
 
 /// The success body of `POST /calculate`.
@@ -254,6 +262,19 @@ async fn healthz() -> Json<Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+async fn version(file: Option<std::path::PathBuf>) -> Response {
+    let Some(file) = file else {
+        return format!("{}\n", env!("CARGO_PKG_VERSION")).into_response();
+    };
+    match tokio::fs::read_to_string(&file).await {
+        Ok(text) => format!("{}\n", text.trim()).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the version file {}: {e}", file.display()),
+        ),
+    }
+}
+
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -275,9 +296,11 @@ pub fn router(opts: &WorkloadOptions) -> anyhow::Result<Router> {
         )
     })?;
     let state = AppState { pool };
+    let version_file = opts.version_file.clone();
     Ok(Router::new()
         .route("/calculate", post(calculate_handler))
         .route("/healthz", get(healthz))
+        .route("/version", get(move || version(version_file.clone())))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -320,6 +343,7 @@ pub async fn run(args: CalculateArgs) -> anyhow::Result<()> {
     let opts = WorkloadOptions {
         name,
         workers: args.workers,
+        version_file: args.version_file,
     };
     serve(listener, opts, termination_signal()).await
 }
@@ -414,11 +438,13 @@ mod tests {
         let zero = WorkloadOptions {
             name: "vm".into(),
             workers: 0,
+            version_file: None,
         };
         assert!(router(&zero).is_err());
         let bad = WorkloadOptions {
             name: "a\nb".into(),
             workers: 1,
+            version_file: None,
         };
         assert!(router(&bad).is_err());
     }

@@ -398,6 +398,40 @@ pub struct PoolConfig {
     pub health: HealthConfig,
     #[serde(default)]
     pub router: RouterConfig,
+    /// `[pool.refresh]`: rolling refresh onto the seed's current disk.
+    #[serde(default)]
+    pub refresh: RefreshConfig,
+}
+
+/// `[pool.refresh]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// How many new clones a refresh may add above desired (and above `max`) at a time.
+    #[serde(
+        default = "defaults::number::<1>",
+        deserialize_with = "de::bounded::<_, 1, 100>"
+    )]
+    pub max_surge: u32,
+    /// Drift detection: the path where the app answers its version; unset means off.
+    #[serde(default, deserialize_with = "de::http_path")]
+    pub version_path: Option<String>,
+    /// How often the versions are read (drift detection only).
+    #[serde(
+        default = "defaults::secs::<30>",
+        deserialize_with = "de::positive_duration"
+    )]
+    pub check_interval: Duration,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            max_surge: 1,
+            version_path: None,
+            check_interval: defaults::secs::<30>(),
+        }
+    }
 }
 
 impl Config {

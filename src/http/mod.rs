@@ -2,6 +2,7 @@
 //! types live beside the route that speaks them.
 
 pub mod auth;
+pub mod refresh;
 pub mod status;
 pub mod webhooks;
 
@@ -115,6 +116,10 @@ pub fn router(app: AppState) -> Router {
             post(webhooks::pool_scale_down),
         )
         .route("/v1/pools/{pool}/desired", put(webhooks::put_desired))
+        .route(
+            "/v1/pools/{pool}/refresh",
+            post(refresh::start).delete(refresh::cancel),
+        )
         // The handlers read the body themselves, up to webhooks::MAX_BODY (413 beyond).
         .layer(axum::extract::DefaultBodyLimit::disable());
     let routes = Router::new()

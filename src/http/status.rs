@@ -35,6 +35,8 @@ struct PoolStatus<'a> {
     backends: Vec<BackendStatus<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_activity: Option<serde_json::Value>,
+    /// The latest rolling refresh (`null` when there never was one).
+    refresh: Option<super::refresh::RefreshStatus>,
 }
 
 #[derive(Serialize)]
@@ -95,6 +97,10 @@ fn status<'a>(
         },
         provisioning: &view.provisioning,
         last_activity,
+        refresh: control
+            .and_then(|c| c.refresh())
+            .as_ref()
+            .map(super::refresh::RefreshStatus::from),
         name: &config.name,
         synced: view.synced,
         cloud_ok: view.cloud_ok,

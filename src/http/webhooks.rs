@@ -154,7 +154,7 @@ pub fn parse_query(
     Ok(out)
 }
 
-async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+pub(super) async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -223,7 +223,11 @@ pub fn check_content_type(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiErr
     Ok(())
 }
 
-fn authenticate(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, ApiError> {
+pub(super) fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Accepted, ApiError> {
     app.webhook_auth
         .check(headers, body, crate::clock::now())
         .map_err(|refused| {
@@ -241,7 +245,7 @@ fn authenticate(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Acce
 /// Uses up a signed request just before it is acted on: the same signature again is a replay
 /// (401), also after a restart. A request refused earlier (400, 404, 503) is not used up, so
 /// its sender may retry it.
-fn claim(app: &AppState, accepted: &Accepted) -> Result<(), ApiError> {
+pub(super) fn claim(app: &AppState, accepted: &Accepted) -> Result<(), ApiError> {
     let Accepted::Signature { signature, expires } = accepted else {
         return Ok(());
     };
@@ -267,7 +271,7 @@ fn claim(app: &AppState, accepted: &Accepted) -> Result<(), ApiError> {
 }
 
 /// Runs store work (SQLite, with its fsyncs) on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {
@@ -278,7 +282,7 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-fn find_pool<'a>(
+pub(super) fn find_pool<'a>(
     app: &'a AppState,
     name: &str,
 ) -> Result<&'a std::sync::Arc<PoolControl>, ApiError> {
@@ -288,7 +292,7 @@ fn find_pool<'a>(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no pool named {name:?}")))
 }
 
-fn ensure_synced(app: &AppState, pool: &str) -> Result<(), ApiError> {
+pub(super) fn ensure_synced(app: &AppState, pool: &str) -> Result<(), ApiError> {
     let synced = app.state.load().pool(pool).is_some_and(|p| p.synced);
     if synced {
         Ok(())

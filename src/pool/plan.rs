@@ -19,8 +19,13 @@
 //!    A clone call whose outcome is unknown blocks the next one until a list that began after it.
 //! 6. Above desired: drain the surplus; not-ready clones first, then the newest (or oldest)
 //!    first. The seed, identified by its uuid alone, is never a victim.
+//! 7. A rolling refresh replaces its old clones surge first: while one is left, the pool may
+//!    grow `max_surge` above desired (and above `max`) with new clones; an old clone is drained
+//!    only while the ready VMs stay at least desired without it (a not-ready old clone, while
+//!    the active ones do), so ready capacity never drops below desired and nothing old goes
+//!    without a healthy replacement. A scale-down drains old clones first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::backend::{clone_number, Backend, BackendState, Role};
 use crate::config::{PoolConfig, Termination};
@@ -98,6 +103,8 @@ pub struct Policy {
     pub release_public_ip: bool,
     /// Traefik's `providers.http.pollInterval` (`[traefik] poll_interval`).
     pub traefik_poll_interval: f64,
+    /// How many VMs a refresh may add above desired and `max` (`[pool.refresh] max_surge`).
+    pub max_surge: u32,
 }
 
 /// Traefik's `providersThrottleDuration` default: a new configuration may wait this long.
@@ -117,6 +124,7 @@ impl Policy {
             replace_unhealthy_after: pool.replace_unhealthy_after.as_secs_f64(),
             release_public_ip: pool.release_public_ip,
             traefik_poll_interval: traefik_poll_interval.as_secs_f64(),
+            max_surge: pool.refresh.max_surge,
         }
     }
 }
@@ -154,6 +162,8 @@ pub enum DrainCause {
     AboveDesired { desired: u32 },
     /// Unhealthy longer than `replace_unhealthy_after`.
     Unhealthy,
+    /// An old clone of a rolling refresh, with a ready replacement.
+    Refresh,
 }
 
 /// Why a VM is deleted.
@@ -167,8 +177,9 @@ pub enum DeleteCause {
 /// One thing to do now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Clone the seed as `name` (its intent is written before the call).
-    Clone { name: String },
+    /// Clone the seed as `name` (its intent is written before the call); `refresh`: a surge
+    /// clone of a rolling refresh (above desired).
+    Clone { name: String, refresh: bool },
     /// Take the VM out of Traefik's list now, and delete it at `until`.
     Drain {
         uuid: String,
@@ -214,11 +225,13 @@ pub fn unresolved_clones<'a>(
     })
 }
 
-/// The next steps for one pool. See the module documentation for the rules.
+/// The next steps for one pool. See the module documentation for the rules. `replacing`: the
+/// uuids of the old clones a running refresh still has to replace.
 pub fn plan(
     observed: Observed<'_>,
     intents: &[Intent],
     desired: u32,
+    replacing: Option<&BTreeSet<String>>,
     policy: &Policy,
     progress: Progress<'_>,
     now: f64,
@@ -322,38 +335,86 @@ pub fn plan(
         }
     }
 
-    // 5 and 6. Converge on desired.
-    let active = state.iter().filter(|s| !s.is_leaving()).count() as u32;
+    // 5, 6 and 7. Converge on desired (plus the surge of a refresh).
+    let n = observed.backends.len();
+    let old = |i: usize| replacing.is_some_and(|o| o.contains(&observed.backends[i].uuid));
+    let old_active = |state: &[BackendState]| {
+        (0..n)
+            .filter(|&i| {
+                observed.backends[i].role == Role::Clone && !state[i].is_leaving() && old(i)
+            })
+            .count()
+    };
+    let surge = if old_active(&state) > 0 {
+        policy.max_surge
+    } else {
+        0
+    };
+    let mut active = state.iter().filter(|s| !s.is_leaving()).count() as u32;
     let unresolved = unresolved_clones(intents, observed.names_in_cloud).count() as u32;
-    let total = observed.backends.len() as u32 + unresolved;
-    if active + unresolved < desired {
-        if unresolved == 0 && total < policy.max && observed.seed_present {
+    let total = n as u32 + unresolved;
+    let cap = desired + surge;
+    let drain = |plan: &mut Plan, state: &mut Vec<BackendState>, i: usize, cause: DrainCause| {
+        let b = &observed.backends[i];
+        state[i] = BackendState::Draining;
+        plan.steps.push(Step::Drain {
+            uuid: b.uuid.clone(),
+            name: b.name.clone(),
+            until: now + policy.drain_period,
+            cause,
+        });
+    };
+    let mut candidates: Vec<usize> = (0..n)
+        .filter(|&i| observed.backends[i].role == Role::Clone && !state[i].is_leaving())
+        .collect();
+    candidates.sort_by(|&a, &b| {
+        old(b)
+            .cmp(&old(a))
+            .then(victim_order(observed.backends, a, b, policy))
+    });
+    if active + unresolved < cap {
+        if unresolved == 0 && total < policy.max + surge && observed.seed_present {
             if now >= progress.clone_not_before {
                 plan.steps.push(Step::Clone {
                     name: next_clone_name(observed, intents, &policy.clone_prefix),
+                    refresh: active + unresolved >= desired,
                 });
             } else {
                 plan.wake_at(progress.clone_not_before);
             }
         }
-    } else if active > desired {
-        let mut candidates: Vec<usize> = (0..observed.backends.len())
-            .filter(|&i| observed.backends[i].role == Role::Clone && !state[i].is_leaving())
-            .collect();
-        candidates.sort_by(|&a, &b| victim_order(observed.backends, a, b, policy));
-        let excess = (active - desired) as usize;
-        for i in candidates.into_iter().take(excess) {
-            let b = &observed.backends[i];
-            if progress.busy.contains(&b.uuid) {
+    } else if active > cap {
+        let excess = (active - cap) as usize;
+        for &i in candidates.iter().take(excess) {
+            if progress.busy.contains(&observed.backends[i].uuid) {
                 continue;
             }
-            state[i] = BackendState::Draining;
-            plan.steps.push(Step::Drain {
-                uuid: b.uuid.clone(),
-                name: b.name.clone(),
-                until: now + policy.drain_period,
-                cause: DrainCause::AboveDesired { desired },
-            });
+            drain(
+                &mut plan,
+                &mut state,
+                i,
+                DrainCause::AboveDesired { desired },
+            );
+            active -= 1;
+        }
+    }
+    // 7. Old clones whose replacement is ready.
+    if surge > 0 {
+        let mut ready = (0..n).filter(|&i| state[i] == BackendState::Ready).count() as u32;
+        for &i in candidates.iter().filter(|&&i| old(i)) {
+            if state[i].is_leaving() || progress.busy.contains(&observed.backends[i].uuid) {
+                continue;
+            }
+            if state[i] == BackendState::Ready {
+                if ready <= desired {
+                    continue;
+                }
+                ready -= 1;
+            } else if active <= desired {
+                continue;
+            }
+            active -= 1;
+            drain(&mut plan, &mut state, i, DrainCause::Refresh);
         }
     }
     plan

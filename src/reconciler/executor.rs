@@ -41,6 +41,10 @@ pub enum Event {
         results: Vec<(String, bool)>,
         full: bool,
     },
+    /// A round of version reads (drift detection): `(uuid, version)` per backend read.
+    Versions {
+        results: Vec<(String, Option<String>)>,
+    },
     /// The intent write a step waited for failed: the step was not taken.
     NotDurable { key: String, error: String },
 }
@@ -89,7 +93,7 @@ impl Executor {
             Event::NotDurable { key, .. } => {
                 self.busy.remove(key);
             }
-            Event::Probed { .. } => {}
+            Event::Probed { .. } | Event::Versions { .. } => {}
         }
     }
 

@@ -24,12 +24,13 @@ use tracing::{error, info, warn, Instrument};
 use crate::backoff::Backoff;
 use crate::clock;
 use crate::config::PoolConfig;
-use crate::control::PoolControl;
+use crate::control::{PoolControl, RefreshWrite};
 use crate::idch::{CloudError, Vm};
 use crate::metrics::Metrics;
 use crate::pool::plan::{
     self, CloneResolution, DeleteCause, DrainCause, Intent, Observed, Phase, Policy, Progress, Step,
 };
+use crate::pool::refresh::{self as rollout, Refresh};
 use crate::pool::{self, Backend, BackendState, PoolView, ProbeStreak, Role};
 use crate::shutdown::Shutdown;
 use crate::snapshot::State;
@@ -112,6 +113,11 @@ pub struct PoolReconciler {
     drain_generation: HashMap<String, u64>,
     /// Traefik has polled `/traefik`, in this run or one before (the store's `traefik_polled`).
     traefik_polls: bool,
+    /// Drift detection: the version each backend (by uuid) last reported, when the next
+    /// round of reads is due, and whether one is in flight.
+    versions: HashMap<String, String>,
+    versions_due: f64,
+    reading_versions: bool,
 }
 
 impl PoolReconciler {
@@ -161,6 +167,9 @@ impl PoolReconciler {
             drain_generation: HashMap::new(),
             fetched_at: HashMap::new(),
             traefik_polls,
+            versions: HashMap::new(),
+            versions_due: 0.0,
+            reading_versions: false,
         })
     }
 
@@ -200,6 +209,7 @@ impl PoolReconciler {
                     _ = sleep_until(wake) => {},
                 }
                 self.converge().await;
+                self.settle_refresh();
                 self.publish();
             }
         }
@@ -334,6 +344,7 @@ impl PoolReconciler {
         self.step_failures.remove(uuid);
         self.not_before.remove(uuid);
         self.released_ips.remove(uuid);
+        self.versions.remove(uuid);
         if self.announced.remove(uuid) {
             let (pool, uuid) = (self.pool.name.clone(), uuid.to_string());
             drop(
@@ -580,6 +591,9 @@ impl PoolReconciler {
                 }
             }
         }
+        if full {
+            self.start_version_round(now);
+        }
         if !full && targets.is_empty() {
             return;
         }
@@ -603,6 +617,109 @@ impl PoolReconciler {
             .await;
             let _ = events.send(Event::Probed { results, full });
         });
+    }
+
+    /// Drift detection: reads the version of the seed and every ready clone, at most every
+    /// `refresh.check_interval`, as a task of its own.
+    fn start_version_round(&mut self, now: f64) {
+        let Some(path) = self.pool.refresh.version_path.clone() else {
+            return;
+        };
+        if self.reading_versions || now < self.versions_due {
+            return;
+        }
+        self.versions_due = now + self.pool.refresh.check_interval.as_secs_f64();
+        let targets: Vec<(String, String)> = self
+            .view
+            .backends
+            .iter()
+            .filter(|b| b.state == BackendState::Ready)
+            .filter_map(|b| b.ip.clone().map(|ip| (b.uuid.clone(), ip)))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        self.reading_versions = true;
+        let (prober, events) = (self.prober.clone(), self.executor_events());
+        tokio::spawn(async move {
+            let results = futures::future::join_all(targets.into_iter().map(|(uuid, ip)| {
+                let (prober, path) = (prober.clone(), path.clone());
+                async move { (uuid, prober.version(&ip, &path).await) }
+            }))
+            .await;
+            let _ = events.send(Event::Versions { results });
+        });
+    }
+
+    fn on_versions(&mut self, results: Vec<(String, Option<String>)>) {
+        self.reading_versions = false;
+        for (uuid, version) in results {
+            match version {
+                Some(v) => {
+                    self.versions.insert(uuid, v);
+                }
+                None => {
+                    self.versions.remove(&uuid);
+                }
+            }
+        }
+        let seed = self
+            .view
+            .backends
+            .iter()
+            .find(|b| b.role == Role::Seed)
+            .and_then(|b| self.versions.get(&b.uuid))
+            .cloned();
+        let clones = rollout::ready_clone_versions(&self.view.backends, &self.versions);
+        let latest = self.control.refresh();
+        let Some(reason) = rollout::drift(seed.as_deref(), &clones, latest.as_ref()) else {
+            return;
+        };
+        if !self.view.seed_present {
+            return;
+        }
+        info!(%reason, "a clone runs another version than the seed: starting a refresh");
+        let refresh = Refresh::start(
+            uuid::Uuid::new_v4().to_string(),
+            reason,
+            seed,
+            &self.view.backends,
+            &self.unresolved_names(),
+            clock::now(),
+        );
+        if let Some(write) = self.control.update_refresh(Some(refresh), |_| false) {
+            self.persist_refresh(write);
+        }
+    }
+
+    fn unresolved_names(&self) -> Vec<String> {
+        plan::unresolved_clones(&self.intents, &self.names_in_cloud)
+            .map(|i| i.name.clone())
+            .collect()
+    }
+
+    /// Brings the running refresh up to date with the view (only once a list was seen).
+    fn settle_refresh(&mut self) {
+        if self.listed_seq == 0 {
+            return;
+        }
+        let unresolved: HashSet<String> = self.unresolved_names().into_iter().collect();
+        let backends = &self.view.backends;
+        let now = clock::now();
+        if let Some(write) = self
+            .control
+            .update_refresh(None, |r| r.settle(backends, &unresolved, now))
+        {
+            self.persist_refresh(write);
+        }
+    }
+
+    fn persist_refresh(&self, write: RefreshWrite) {
+        let pool = self.pool.name.clone();
+        drop(self.writer.submit(move |s| {
+            s.save_refresh(&pool, write.seq, &write.refresh, write.activity.as_ref())
+                .inspect_err(|e| error!(error = %format!("{e:#}"), "cannot persist the refresh"))
+        }));
     }
 
     fn executor_events(&self) -> mpsc::UnboundedSender<Event> {
@@ -670,6 +787,7 @@ impl PoolReconciler {
                 }
                 self.on_probed(results, full);
             }
+            Event::Versions { results } => self.on_versions(results),
             Event::Cloned { name, result } => self.on_cloned(name, result, now),
             Event::Deleted { uuid, name, result } => match result {
                 Ok(how) => {
@@ -758,7 +876,10 @@ impl PoolReconciler {
             Ok(vm) => {
                 info!(vm = %vm.name, uuid = %vm.uuid, "cloned");
                 let detail = format!("{} ({})", vm.name, vm.uuid);
-                let activity = Activity::new("clone", "below desired size", "ok", detail);
+                let cause = self
+                    .intent_mut(&name)
+                    .map_or("below desired size".to_string(), |i| i.reason.clone());
+                let activity = Activity::new("clone", cause, "ok", detail);
                 match self.intent_mut(&name).cloned() {
                     Some(mut intent) => {
                         intent.uuid = Some(vm.uuid.clone());
@@ -851,6 +972,7 @@ impl PoolReconciler {
                     .map(|t| (uuid.clone(), t))
             })
             .collect();
+        let replacing = self.control.refresh_replacing();
         for _ in 0..4 {
             let now = clock::now();
             let plan = plan::plan(
@@ -861,6 +983,7 @@ impl PoolReconciler {
                 },
                 &self.intents,
                 desired,
+                replacing.as_ref(),
                 &self.policy,
                 Progress {
                     busy: self.executor.busy(),
@@ -892,8 +1015,16 @@ impl PoolReconciler {
     /// Takes one step; returns the write to wait for before publishing, if any.
     fn take(&mut self, step: Step, now: f64) -> Option<oneshot::Receiver<anyhow::Result<()>>> {
         match step {
-            Step::Clone { name } => {
-                info!(vm = %name, "cloning the seed");
+            Step::Clone { name, refresh } => {
+                let reason = if refresh {
+                    format!(
+                        "refresh: a new clone before an old one goes (max_surge {})",
+                        self.pool.refresh.max_surge
+                    )
+                } else {
+                    "below desired size".into()
+                };
+                info!(vm = %name, %reason, "cloning the seed");
                 let rx = self.put_intent(
                     Intent {
                         name: name.clone(),
@@ -901,7 +1032,7 @@ impl PoolReconciler {
                         phase: Phase::Provisioning,
                         since: now,
                         until: None,
-                        reason: "below desired size".into(),
+                        reason,
                     },
                     None,
                 );
@@ -918,6 +1049,10 @@ impl PoolReconciler {
                     DrainCause::AboveDesired { desired } => {
                         ("drain", format!("above desired size {desired}"))
                     }
+                    DrainCause::Refresh => (
+                        "drain",
+                        "refresh: an old clone, with a ready replacement".to_string(),
+                    ),
                     DrainCause::Unhealthy => {
                         warn!(vm = %name, "unhealthy too long: draining and replacing it");
                         (
@@ -949,6 +1084,16 @@ impl PoolReconciler {
             Step::GiveUpBoot { uuid, name } => {
                 warn!(vm = %name, "not healthy within boot_timeout: deleting it");
                 self.clone_failed(now);
+                let failed = |r: &mut Refresh| {
+                    let new = !r.old.contains(&uuid);
+                    if new {
+                        r.boot_failed(&name, now);
+                    }
+                    new
+                };
+                if let Some(write) = self.control.update_refresh(None, failed) {
+                    self.persist_refresh(write);
+                }
                 self.transition(&uuid, BackendState::Deleting, now);
                 Some(self.put_intent(
                     Intent {

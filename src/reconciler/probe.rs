@@ -53,6 +53,36 @@ impl Prober {
     }
 }
 
+/// The longest version answer read; a longer one is not a version.
+const MAX_VERSION_BYTES: usize = 256;
+
+impl Prober {
+    /// The version the app reports at `GET {path}` (drift detection): a 2xx answer's body,
+    /// trimmed, at most [`MAX_VERSION_BYTES`]; `None` on anything else.
+    pub async fn version(&self, ip: &str, path: &str) -> Option<String> {
+        use http_body_util::BodyExt;
+        let addr = format!("{ip}:{}", self.port);
+        let read = async {
+            let stream = TcpStream::connect(&addr).await.ok()?;
+            let response = get(stream, &addr, path).await?;
+            if !response.status().is_success() {
+                return None;
+            }
+            let body = http_body_util::Limited::new(response.into_body(), MAX_VERSION_BYTES)
+                .collect()
+                .await
+                .ok()?
+                .to_bytes();
+            let text = std::str::from_utf8(&body).ok()?.trim();
+            (!text.is_empty()).then(|| text.to_string())
+        };
+        tokio::time::timeout(self.timeout, read)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
 /// One `GET` on `stream`; the connection is closed when the answer's head has arrived.
 async fn get(stream: TcpStream, host: &str, path: &str) -> Option<Response<Incoming>> {
     let _ = stream.set_nodelay(true);
@@ -139,6 +169,36 @@ mod tests {
         let t = std::time::Instant::now();
         assert!(!prober(Some("/healthz"), port).check("127.0.0.1").await);
         assert!(t.elapsed() < Duration::from_millis(600));
+    }
+
+    #[tokio::test]
+    async fn a_version_is_a_2xx_body_trimmed_and_short() {
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nv2\r\n";
+        let (port, heads) = server(Some(ok)).await;
+        let p = prober(Some("/healthz"), port);
+        assert_eq!(
+            p.version("127.0.0.1", "/version").await.as_deref(),
+            Some("v2")
+        );
+        assert!(heads.await.unwrap()[0].starts_with("GET /version HTTP/1.1\r\n"));
+        let (port, _) = server(Some(
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno",
+        ))
+        .await;
+        assert_eq!(
+            prober(None, port).version("127.0.0.1", "/version").await,
+            None
+        );
+        let long = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: 300\r\n\r\n{}",
+            "x".repeat(300)
+        );
+        let long: &'static str = Box::leak(long.into_boxed_str());
+        let (port, _) = server(Some(long)).await;
+        assert_eq!(
+            prober(None, port).version("127.0.0.1", "/version").await,
+            None
+        );
     }
 
     #[tokio::test]

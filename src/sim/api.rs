@@ -24,6 +24,10 @@ pub(super) fn router(sim: Arc<Shared>) -> Router {
     Router::new()
         .route("/_sim/state", get(sim_state))
         .route("/_sim/faults", get(get_faults).post(post_faults))
+        .route(
+            "/_sim/vms/{uuid}/version",
+            axum::routing::post(post_version),
+        )
         .fallback(api_call)
         .with_state(sim)
 }
@@ -404,6 +408,37 @@ async fn post_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     tracing::info!(?faults, "simulator faults changed");
     sim.world().faults = faults.clone();
     Json(faults).into_response()
+}
+
+/// A deploy: `{"version": "..."}` becomes what the VM's app reports at `GET /version`.
+async fn post_version(
+    State(sim): State<Arc<Shared>>,
+    axum::extract::Path(uuid): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Deploy {
+        version: String,
+    }
+    let deploy: Deploy = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(err) => {
+            return ApiError::bad_request(format!(
+                "Invalid deploy, want {{\"version\": \"...\"}}: {err}"
+            ))
+            .into_response()
+        }
+    };
+    let version = deploy.version.trim();
+    if version.is_empty() || version.len() > 64 || version.chars().any(char::is_control) {
+        return ApiError::bad_request("version must be 1 to 64 printable characters")
+            .into_response();
+    }
+    match sim.deploy(&uuid, version) {
+        Ok(()) => Json(json!({"uuid": uuid, "version": version})).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -534,6 +534,9 @@ pub struct SimVmState {
     /// The floating IP assigned to it, if any.
     pub public_ip: Option<String>,
     pub created_at: String,
+    /// What its app reports at `GET /version` (`POST /_sim/vms/{uuid}/version` deploys one).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// One floating IP in [`SimState`].
@@ -542,6 +545,9 @@ pub struct SimFloatingIpState {
     pub address: String,
     pub assigned_to: Option<String>,
 }
+
+/// What the seed's app reports before any deploy.
+pub const INITIAL_VERSION: &str = "1";
 
 /// The immutable settings of one simulator.
 struct Config {
@@ -558,6 +564,9 @@ struct Config {
     cgroup_dir: Option<String>,
     workload_program: PathBuf,
     url: String,
+    /// Each VM's "disk" as far as its app's version goes: `{uuid}.version`, which the workload
+    /// answers at `GET /version`. A clone copies its source's; a deploy rewrites it.
+    versions_dir: PathBuf,
 }
 
 /// One simulator's state, shared by the HTTP handlers, the boot timers and the process monitor.
@@ -600,6 +609,8 @@ impl Shared {
         let uuid = world.create_vm(&cfg.seed_name, ip, VmStatus::Running, true, false);
         world.assign_new_floating_ip(&uuid);
         let vm = world.vm_mut(&uuid).context("the seed VM vanished")?;
+        self.write_version(vm, INITIAL_VERSION)
+            .context("cannot write the seed VM's version file")?;
         vm.address_visible = true;
         self.start_vm_processes(vm);
         tracing::info!(vm = %vm.name, %uuid, %ip, "simulated seed VM is running");
@@ -626,7 +637,17 @@ impl Shared {
                     ))
                 })?;
             let never_boots = world.faults.clone_never_boots;
+            let version = world
+                .vm(source)
+                .map(|vm| vm.version.clone())
+                .unwrap_or_default();
             let uuid = world.create_vm(name, ip, VmStatus::Creating, false, never_boots);
+            if let Some(vm) = world.vm_mut(&uuid) {
+                // The clone copies the source's disk, the app's version with it.
+                if let Err(e) = self.write_version(vm, &version) {
+                    tracing::warn!(vm = name, error = %e, "cannot write the clone's version file");
+                }
+            }
             world.assign_new_floating_ip(&uuid);
             let generation = world.vm(&uuid).map(|vm| vm.boot_generation).unwrap_or(0);
             let json = world.vm_json(&uuid, cfg).unwrap_or_default();
@@ -637,6 +658,29 @@ impl Shared {
             self.schedule_boot(uuid, generation);
         }
         Ok(json)
+    }
+
+    fn version_file(&self, uuid: &str) -> PathBuf {
+        self.config.versions_dir.join(format!("{uuid}.version"))
+    }
+
+    /// Sets what the VM's app reports at `GET /version` (a running app sees it at once).
+    fn write_version(&self, vm: &mut VmRecord, version: &str) -> std::io::Result<()> {
+        std::fs::write(self.version_file(&vm.uuid), version)?;
+        vm.version = version.to_string();
+        Ok(())
+    }
+
+    /// `POST /_sim/vms/{uuid}/version`: a deploy of `version` to the VM.
+    fn deploy(&self, uuid: &str, version: &str) -> Result<(), ApiError> {
+        let mut world = self.world();
+        let vm = world
+            .vm_mut(uuid)
+            .ok_or_else(|| ApiError::no_such_vm(uuid))?;
+        self.write_version(vm, version)
+            .map_err(|e| ApiError::internal(format!("cannot write the version file: {e}")))?;
+        tracing::info!(vm = %vm.name, uuid, version, "simulated deploy");
+        Ok(())
     }
 
     /// After `boot_delay`, [`Shared::finish_boot`] the VM unless it changed meanwhile.
@@ -684,6 +728,7 @@ impl Shared {
             vm.address,
             cfg.service_port,
             &vm.name,
+            &self.version_file(&vm.uuid),
         );
         let pid = vm.process.as_ref().and_then(tokio::process::Child::id);
 
@@ -740,6 +785,7 @@ impl Shared {
                 .ok_or_else(|| ApiError::no_such_vm(uuid))?
         };
         tracing::info!(vm = %vm.name, uuid, ip = %vm.address, "simulated VM deleted");
+        let _ = std::fs::remove_file(self.version_file(uuid));
         teardown(vm.take_all()).await;
         Ok(())
     }
@@ -906,6 +952,14 @@ impl SimHandle {
                 }
             },
         };
+        let versions_dir = std::env::temp_dir().join(format!(
+            "idch-sim-{}-{}-{}",
+            std::process::id(),
+            addr.port(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&versions_dir)
+            .with_context(|| format!("creating {}", versions_dir.display()))?;
         let shared = Arc::new(Shared {
             config: Config {
                 api_key: opts.api_key,
@@ -920,6 +974,7 @@ impl SimHandle {
                 cgroup_dir: sim_cgroup.as_ref().map(|c| c.dir().display().to_string()),
                 workload_program: opts.workload_program,
                 url: format!("http://{url_host}"),
+                versions_dir: versions_dir.clone(),
             },
             world: Mutex::new(World::new(opts.faults)),
             cgroup: sim_cgroup,
@@ -1059,6 +1114,7 @@ impl SimHandle {
         if let Some(cgroup) = &self.shared.cgroup {
             cgroup.remove(Duration::from_secs(1));
         }
+        let _ = std::fs::remove_dir_all(&self.shared.config.versions_dir);
         tracing::info!(url = %self.shared.config.url, "simulated IDCloudHost API stopped");
     }
 }
@@ -1078,6 +1134,7 @@ impl Drop for SimHandle {
         if let Some(cgroup) = &self.shared.cgroup {
             cgroup.remove(Duration::from_secs(1));
         }
+        let _ = std::fs::remove_dir_all(&self.shared.config.versions_dir);
     }
 }
 

@@ -10,11 +10,17 @@ use tokio::process::{Child, Command};
 
 use super::Shared;
 
-/// Starts `{program} calculate --listen {ip}:{port} --name {name}`. The child is killed when its
+/// Starts `{program} calculate --listen {ip}:{port} --name {name} --version-file {file}`. The child is killed when its
 /// `Child` is dropped, and by the kernel when the thread that spawned it (a runtime worker) or the
 /// whole simulator dies, so a killed simulator leaves no orphan. A spawn error is logged; the VM then
 /// simply runs nothing, like a VM whose app failed to start.
-pub(super) fn spawn_workload(program: &Path, ip: Ipv4Addr, port: u16, name: &str) -> Option<Child> {
+pub(super) fn spawn_workload(
+    program: &Path,
+    ip: Ipv4Addr,
+    port: u16,
+    name: &str,
+    version_file: &Path,
+) -> Option<Child> {
     let mut command = Command::new(program);
     command
         .arg("calculate")
@@ -22,6 +28,8 @@ pub(super) fn spawn_workload(program: &Path, ip: Ipv4Addr, port: u16, name: &str
         .arg(format!("{ip}:{port}"))
         .arg("--name")
         .arg(name)
+        .arg("--version-file")
+        .arg(version_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -76,6 +76,8 @@ pub(super) struct VmRecord {
     pub cgroup: Option<VmCgroup>,
     /// Whether the running workload is in `cgroup`, under the budget's quota.
     pub quota_enforced: bool,
+    /// What its app reports as its version (kept in its version file).
+    pub version: String,
 }
 
 impl VmRecord {
@@ -244,6 +246,7 @@ impl World {
             exporter: None,
             cgroup: None,
             quota_enforced: false,
+            version: String::new(),
         });
         uuid
     }
@@ -408,6 +411,7 @@ impl World {
                         .find(|ip| ip.assigned_to.as_deref() == Some(vm.uuid.as_str()))
                         .map(|ip| ip.address.to_string()),
                     created_at: api_time(vm.created_at),
+                    version: vm.version.clone(),
                 })
                 .collect(),
             floating_ips: self

@@ -15,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::pool::decide::Clocks;
 pub use crate::pool::plan::{Intent, Phase};
 
+mod refresh;
 mod replay;
 mod writer;
 pub use writer::Writer;
@@ -26,7 +27,7 @@ pub struct Activity {
     pub at: f64,
     /// What was decided or done: `scale_up`, `scale_down`, `set_desired`, `clone`, `ready`,
     /// `adopted`, `release_ip`, `drain`, `delete`, `boot_failed`, `replace_unhealthy`,
-    /// `vanished`.
+    /// `vanished`, `refresh`.
     pub action: String,
     /// Why: the webhook, the operator, the reconciler's reason.
     pub cause: String,
@@ -107,6 +108,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(refresh::SCHEMA)?;
         migrate_intents(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),

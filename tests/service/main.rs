@@ -20,6 +20,7 @@ mod harness;
 mod node_exporter;
 mod peers;
 mod reconciler;
+mod refresh;
 mod scaling;
 mod shipped_files;
 mod sim;

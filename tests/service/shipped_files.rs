@@ -644,6 +644,8 @@ fn grafana_datasource_and_dashboard_provisioning_follow_the_documented_schema() 
         "node_cpu_seconds_total",
         "idch_autoscaler_scale_activities_total",
         "idch_autoscaler_webhook_decisions_total",
+        "idch_autoscaler_refresh_replaced_clones",
+        "idch_autoscaler_refresh_old_clones",
     ] {
         assert!(all.contains(metric), "the dashboard does not show {metric}");
     }

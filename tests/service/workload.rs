@@ -71,6 +71,7 @@ impl Server {
         let opts = WorkloadOptions {
             name: name.to_string(),
             workers,
+            version_file: None,
         };
         let task = tokio::spawn(serve(listener, opts, async move {
             let _ = stopped.await;

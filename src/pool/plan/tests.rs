@@ -15,6 +15,7 @@ fn policy() -> Policy {
         replace_unhealthy_after: 300.0,
         release_public_ip: false,
         traefik_poll_interval: 5.0,
+        max_surge: 1,
     }
 }
 
@@ -51,6 +52,8 @@ struct Case {
     seed_present: bool,
     traefik_polls: bool,
     traefik_saw_drain: Vec<(&'static str, f64)>,
+    /// The old clones (uuids) of a running refresh.
+    replacing: Option<Vec<&'static str>>,
     now: f64,
 }
 
@@ -69,6 +72,7 @@ impl Default for Case {
             seed_present: true,
             traefik_polls: false,
             traefik_saw_drain: vec![],
+            replacing: None,
             now: 1000.0,
         }
     }
@@ -90,6 +94,10 @@ impl Case {
             .iter()
             .map(|(u, t)| (u.to_string(), *t))
             .collect();
+        let replacing: Option<BTreeSet<String>> = self
+            .replacing
+            .as_ref()
+            .map(|r| r.iter().map(|s| s.to_string()).collect());
         plan(
             Observed {
                 backends: &self.backends,
@@ -98,6 +106,7 @@ impl Case {
             },
             &self.intents,
             self.desired,
+            replacing.as_ref(),
             &self.policy,
             Progress {
                 busy: &busy,
@@ -126,7 +135,7 @@ fn cloned(plan: &Plan) -> Vec<String> {
     plan.steps
         .iter()
         .filter_map(|s| match s {
-            Step::Clone { name } => Some(name.clone()),
+            Step::Clone { name, .. } => Some(name.clone()),
             _ => None,
         })
         .collect()
@@ -385,7 +394,8 @@ fn boot_timeout_gives_up_and_replaces_within_max() {
                 name: "p-clone-1".into()
             },
             Step::Clone {
-                name: "p-clone-2".into()
+                name: "p-clone-2".into(),
+                refresh: false
             }
         ]
     );
@@ -413,7 +423,8 @@ fn unhealthy_too_long_is_drained_and_replaced() {
                 cause: DrainCause::Unhealthy
             },
             Step::Clone {
-                name: "p-clone-2".into()
+                name: "p-clone-2".into(),
+                refresh: false
             }
         ]
     );
@@ -728,4 +739,132 @@ fn a_drain_waits_until_traefik_has_fetched_a_configuration_without_the_vm() {
         traefik_saw_drain: &saw,
     };
     assert_eq!(drain_due(11.0, "u1", &p, progress), 12.0);
+}
+
+// ---- 7. rolling refresh ---------------------------------------------------------------------
+
+fn surged(plan: &Plan) -> Vec<(String, bool)> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Clone { name, refresh } => Some((name.clone(), *refresh)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The seed and three old clones, all ready, desired 4, a refresh replacing u1..u3.
+fn refreshing() -> Case {
+    Case {
+        backends: vec![
+            b("seed", Ready, 0.0, "a"),
+            b("1", Ready, 0.0, "a"),
+            b("2", Ready, 0.0, "b"),
+            b("3", Ready, 0.0, "c"),
+        ],
+        desired: 4,
+        replacing: Some(vec!["u1", "u2", "u3"]),
+        ..Case::default()
+    }
+}
+
+#[test]
+fn a_refresh_clones_a_surge_vm_first_even_at_max_and_drains_nothing_yet() {
+    let mut case = refreshing();
+    case.policy.max = 4;
+    let plan = case.run();
+    assert_eq!(surged(&plan), [("p-clone-4".to_string(), true)]);
+    assert!(
+        drained(&plan).is_empty(),
+        "nothing old goes before its replacement is ready"
+    );
+    // No refresh: at desired, nothing to do.
+    case.replacing = None;
+    assert!(case.run().steps.is_empty());
+    // A second surge VM waits for max + max_surge.
+    case.replacing = Some(vec!["u1", "u2", "u3"]);
+    case.backends.push(b("4", Booting, 900.0, "d"));
+    assert!(case.run().steps.is_empty(), "{:?}", case.run());
+    case.policy.max_surge = 2;
+    assert_eq!(surged(&case.run()), [("p-clone-5".to_string(), true)]);
+}
+
+#[test]
+fn an_old_clone_is_drained_only_once_its_replacement_is_ready() {
+    let mut case = refreshing();
+    case.backends.push(b("4", Booting, 900.0, "d"));
+    let plan = case.run();
+    assert!(plan.steps.is_empty(), "the surge VM boots: wait, {plan:?}");
+    case.backends[4].state = Ready;
+    let plan = case.run();
+    // The newest old clone goes (termination = newest), with the refresh as its cause.
+    assert_eq!(drained(&plan), ["p-clone-3"]);
+    assert!(matches!(
+        plan.steps[0],
+        Step::Drain {
+            cause: DrainCause::Refresh,
+            ..
+        }
+    ));
+    assert!(
+        surged(&plan).is_empty(),
+        "the next surge VM comes in the next pass"
+    );
+    // Once it is draining, the next surge VM is cloned.
+    case.backends[3].state = Draining;
+    case.replacing = Some(vec!["u1", "u2"]);
+    assert_eq!(surged(&case.run()), [("p-clone-5".to_string(), true)]);
+}
+
+#[test]
+fn the_seed_is_never_replaced_and_ready_capacity_never_drops_below_desired() {
+    // Two surge VMs ready at once: two old clones may go, never the seed, never a third.
+    let mut case = refreshing();
+    case.policy.max_surge = 2;
+    case.backends.push(b("4", Ready, 0.0, "d"));
+    case.backends.push(b("5", Ready, 0.0, "e"));
+    let plan = case.run();
+    assert_eq!(drained(&plan), ["p-clone-3", "p-clone-2"]);
+    // An old clone that is not ready may go while the active VMs stay at desired; a ready one
+    // may not when it would leave fewer ready than desired.
+    let mut case = refreshing();
+    case.backends[1].state = Unhealthy;
+    case.backends[1].since = 900.0;
+    case.backends.push(b("4", Booting, 900.0, "d"));
+    let plan = case.run();
+    assert_eq!(
+        drained(&plan),
+        ["p-clone-1"],
+        "not ready, and 4 stay active"
+    );
+    // With desired 6 the unhealthy old clone is one of the 6 active VMs: it stays (rule 3
+    // replaces it in time), and so do the ready ones (3 ready, fewer than desired).
+    case.desired = 6;
+    case.backends.push(b("5", Booting, 900.0, "d"));
+    let plan = case.run();
+    assert!(drained(&plan).is_empty(), "{plan:?}");
+}
+
+#[test]
+fn a_scale_down_during_a_refresh_removes_old_clones_first() {
+    let mut case = refreshing();
+    case.backends.push(b("4", Ready, 0.0, "z"));
+    case.desired = 2;
+    // Active 5 above desired 2 + surge 1: two go, and both are old (the newest old first).
+    let plan = case.run();
+    let d = drained(&plan);
+    assert_eq!(d[..2], ["p-clone-3", "p-clone-2"]);
+    assert!(
+        !d.contains(&"p-clone-4".to_string()),
+        "the new clone stays: {d:?}"
+    );
+    // Rule 7 then also replaces the last old one: 2 ready are left (seed, p-clone-4).
+    assert_eq!(d, ["p-clone-3", "p-clone-2", "p-clone-1"]);
+}
+
+#[test]
+fn a_scale_up_during_a_refresh_clones_a_plain_vm() {
+    let mut case = refreshing();
+    case.desired = 5;
+    assert_eq!(surged(&case.run()), [("p-clone-4".to_string(), false)]);
 }
