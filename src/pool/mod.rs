@@ -7,5 +7,6 @@
 pub mod backend;
 pub mod decide;
 pub mod plan;
+pub mod slow_start;
 
 pub use backend::*;

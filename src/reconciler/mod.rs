@@ -23,13 +23,14 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::backoff::Backoff;
 use crate::clock;
-use crate::config::PoolConfig;
+use crate::config::{PoolConfig, TRAEFIK_THROTTLE};
 use crate::control::PoolControl;
 use crate::idch::{CloudError, Vm};
 use crate::metrics::Metrics;
 use crate::pool::plan::{
     self, CloneResolution, DeleteCause, DrainCause, Intent, Observed, Phase, Policy, Progress, Step,
 };
+use crate::pool::slow_start::{self, Ramp};
 use crate::pool::{self, Backend, BackendState, PoolView, ProbeStreak, Role};
 use crate::shutdown::Shutdown;
 use crate::snapshot::State;
@@ -112,6 +113,10 @@ pub struct PoolReconciler {
     drain_generation: HashMap<String, u64>,
     /// Traefik has polled `/traefik`, in this run or one before (the store's `traefik_polled`).
     traefik_polls: bool,
+    /// Slow start's ramp (`None`: off) and when the pool first synced: only backends ready
+    /// after that ramp up. Weights are computed at publish.
+    slow_start: Option<Ramp>,
+    synced_at: Option<f64>,
 }
 
 impl PoolReconciler {
@@ -130,6 +135,11 @@ impl PoolReconciler {
         let traefik_polls = deps.store.meta(TRAEFIK_POLLED)?.is_some();
         let (tx, events) = mpsc::unbounded_channel();
         let cloud = deps.cloud.clone();
+        // Each step lasts at least one poll (and Traefik's throttle), so Traefik sees it.
+        let slow_start = Ramp::new(
+            pool.slow_start,
+            deps.traefik_poll_interval.max(TRAEFIK_THROTTLE),
+        );
         Ok(Self {
             index,
             policy: Policy::of(&pool, deps.traefik_poll_interval),
@@ -161,6 +171,8 @@ impl PoolReconciler {
             drain_generation: HashMap::new(),
             fetched_at: HashMap::new(),
             traefik_polls,
+            slow_start,
+            synced_at: None,
         })
     }
 
@@ -223,6 +235,20 @@ impl PoolReconciler {
                 .collect();
         provisioning.sort();
         self.view.provisioning = provisioning;
+        if let Some(ramp) = &self.slow_start {
+            // The weights are part of the view, so a step is a change that gets published;
+            // the loop wakes for the next step.
+            let now = clock::now();
+            if self.view.synced && self.synced_at.is_none() {
+                self.synced_at = Some(now);
+            }
+            let (weights, next) =
+                slow_start::ramping(&self.view.backends, ramp, self.synced_at, now);
+            self.view.weights = weights;
+            if let Some(t) = next {
+                self.wake_at = Some(self.wake_at.map_or(t, |w| w.min(t)));
+            }
+        }
         if self.published.as_ref() != Some(&self.view) {
             self.published = Some(self.view.clone());
             let generation = self.state.publish(self.index, self.view.clone());

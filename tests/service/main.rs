@@ -23,5 +23,6 @@ mod reconciler;
 mod scaling;
 mod shipped_files;
 mod sim;
+mod slow_start;
 mod webhooks;
 mod workload;
