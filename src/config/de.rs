@@ -160,3 +160,19 @@ pub fn entry_points<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::E
     }
     Ok(names)
 }
+
+/// The longest `slow_start` accepted: a ramp of hours would keep a new VM nearly idle while the
+/// pool is short of capacity.
+pub const MAX_SLOW_START: Duration = Duration::from_secs(3600);
+
+/// `pool.slow_start`: a duration from zero (off) up to [`MAX_SLOW_START`].
+pub fn slow_start<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = duration(d)?;
+    if value > MAX_SLOW_START {
+        return Err(D::Error::custom(format!(
+            "{} is longer than the 1h a ramp may last: a new VM would stay nearly idle while the pool needs it",
+            humantime::format_duration(value)
+        )));
+    }
+    Ok(value)
+}

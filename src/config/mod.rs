@@ -394,6 +394,9 @@ pub struct PoolConfig {
     pub release_public_ip: bool,
     #[serde(default = "defaults::termination")]
     pub termination: Termination,
+    /// Slow start: a newly ready backend's Traefik weight ramps up over this; zero is off.
+    #[serde(default, deserialize_with = "de::slow_start")]
+    pub slow_start: Duration,
     #[serde(default)]
     pub health: HealthConfig,
     #[serde(default)]

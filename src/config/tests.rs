@@ -559,3 +559,23 @@ fn resolve_secrets_names_the_key_that_is_missing() {
     assert_eq!(s.webhook_token.unwrap().expose(), "k");
     assert!(s.read_token.is_none());
 }
+
+#[test]
+fn slow_start_is_off_by_default_and_bounded() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(
+        c.pools[0].slow_start,
+        Duration::ZERO,
+        "off unless asked for"
+    );
+    let c = Config::parse(&with("drain_period", "slow_start = \"30s\"\ndrain_period")).unwrap();
+    assert_eq!(c.pools[0].slow_start, Duration::from_secs(30));
+    let c = Config::parse(&with("drain_period", "slow_start = \"1h\"\ndrain_period")).unwrap();
+    assert_eq!(c.pools[0].slow_start, Duration::from_secs(3600));
+    let e = err(&with("drain_period", "slow_start = \"2h\"\ndrain_period"));
+    assert_eq!(e.key, "pool \"calculate\".slow_start");
+    assert!(e.reason.contains("2h") && e.reason.contains("1h"), "{e}");
+    let e = err(&with("drain_period", "slow_start = \"soon\"\ndrain_period"));
+    assert_eq!(e.key, "pool \"calculate\".slow_start");
+    assert!(e.reason.contains("invalid duration"), "{e}");
+}

@@ -1,7 +1,7 @@
 //! Pools and backends: what the service knows about each VM, and the pure rules that move a
 //! backend between lifecycle states. No I/O here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::config::{HealthConfig, PoolConfig};
 use crate::idch::Vm;
@@ -105,6 +105,9 @@ pub struct PoolView {
     pub seed_present: bool,
     /// Names of clones whose clone call is in flight or whose outcome is not known yet.
     pub provisioning: Vec<String>,
+    /// Slow start: the Traefik weights of the ready backends still ramping up, by uuid; a ready
+    /// backend not in it has full weight. Empty when the pool has no `slow_start`.
+    pub weights: BTreeMap<String, u32>,
 }
 
 impl PoolView {
@@ -118,6 +121,7 @@ impl PoolView {
             last_success: None,
             seed_present: false,
             provisioning: Vec::new(),
+            weights: BTreeMap::new(),
         }
     }
 

@@ -8,5 +8,6 @@ pub mod backend;
 pub mod decide;
 pub mod plan;
 pub mod refresh;
+pub mod slow_start;
 
 pub use backend::*;

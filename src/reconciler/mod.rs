@@ -23,7 +23,7 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::backoff::Backoff;
 use crate::clock;
-use crate::config::PoolConfig;
+use crate::config::{PoolConfig, TRAEFIK_THROTTLE};
 use crate::control::{PoolControl, RefreshWrite};
 use crate::idch::{CloudError, Vm};
 use crate::metrics::Metrics;
@@ -31,6 +31,7 @@ use crate::pool::plan::{
     self, CloneResolution, DeleteCause, DrainCause, Intent, Observed, Phase, Policy, Progress, Step,
 };
 use crate::pool::refresh::{self as rollout, Refresh};
+use crate::pool::slow_start::{self, Ramp};
 use crate::pool::{self, Backend, BackendState, PoolView, ProbeStreak, Role};
 use crate::shutdown::Shutdown;
 use crate::snapshot::State;
@@ -118,6 +119,10 @@ pub struct PoolReconciler {
     versions: HashMap<String, String>,
     versions_due: f64,
     reading_versions: bool,
+    /// Slow start's ramp (`None`: off) and when the pool first synced: only backends ready
+    /// after that ramp up. Weights are computed at publish.
+    slow_start: Option<Ramp>,
+    synced_at: Option<f64>,
 }
 
 impl PoolReconciler {
@@ -136,6 +141,11 @@ impl PoolReconciler {
         let traefik_polls = deps.store.meta(TRAEFIK_POLLED)?.is_some();
         let (tx, events) = mpsc::unbounded_channel();
         let cloud = deps.cloud.clone();
+        // Each step lasts at least one poll (and Traefik's throttle), so Traefik sees it.
+        let slow_start = Ramp::new(
+            pool.slow_start,
+            deps.traefik_poll_interval.max(TRAEFIK_THROTTLE),
+        );
         Ok(Self {
             index,
             policy: Policy::of(&pool, deps.traefik_poll_interval),
@@ -170,6 +180,8 @@ impl PoolReconciler {
             versions: HashMap::new(),
             versions_due: 0.0,
             reading_versions: false,
+            slow_start,
+            synced_at: None,
         })
     }
 
@@ -233,6 +245,20 @@ impl PoolReconciler {
                 .collect();
         provisioning.sort();
         self.view.provisioning = provisioning;
+        if let Some(ramp) = &self.slow_start {
+            // The weights are part of the view, so a step is a change that gets published;
+            // the loop wakes for the next step.
+            let now = clock::now();
+            if self.view.synced && self.synced_at.is_none() {
+                self.synced_at = Some(now);
+            }
+            let (weights, next) =
+                slow_start::ramping(&self.view.backends, ramp, self.synced_at, now);
+            self.view.weights = weights;
+            if let Some(t) = next {
+                self.wake_at = Some(self.wake_at.map_or(t, |w| w.min(t)));
+            }
+        }
         if self.published.as_ref() != Some(&self.view) {
             self.published = Some(self.view.clone());
             let generation = self.state.publish(self.index, self.view.clone());

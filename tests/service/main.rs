@@ -24,5 +24,6 @@ mod refresh;
 mod scaling;
 mod shipped_files;
 mod sim;
+mod slow_start;
 mod webhooks;
 mod workload;
