@@ -7,5 +7,6 @@
 pub mod backend;
 pub mod decide;
 pub mod plan;
+pub mod schedule;
 
 pub use backend::*;

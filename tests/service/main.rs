@@ -21,6 +21,7 @@ mod node_exporter;
 mod peers;
 mod reconciler;
 mod scaling;
+mod schedule;
 mod shipped_files;
 mod sim;
 mod webhooks;
