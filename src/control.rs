@@ -13,6 +13,7 @@ pub use refresh::{RefreshError, RefreshWrite};
 use crate::config::PoolConfig;
 use crate::metrics::Metrics;
 use crate::pool::decide::{cooldown_left, decide, Clocks, Decision, Direction, Limits};
+use crate::pool::schedule::{self, Windows};
 use crate::store::{Activity, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,7 @@ struct Desired {
 
 pub struct PoolControl {
     pub config: Arc<PoolConfig>,
-    /// Written by `scale`, `set_desired` and `init_from_observed` under this lock; read by
+    /// Written by `scale`, `set_desired`, `init_from_observed` and `apply_schedule` under this lock; read by
     /// the reconciler and the status endpoints.
     inner: Mutex<(Desired, Clocks)>,
     /// Wakes the pool's reconciler when desired changes.
@@ -47,6 +48,13 @@ pub enum ControlError {
     NotReady,
     #[error("size {size} is outside {min}..={max}")]
     OutOfBounds { size: u32, min: u32, max: u32 },
+    #[error("size {size} is below the scheduled floor {floor} of window {window:?} (open until {until}); the pool cannot go below it while the window is open")]
+    BelowFloor {
+        size: u32,
+        floor: u32,
+        window: String,
+        until: String,
+    },
     #[error("cannot persist the decision: {0:#}")]
     Store(anyhow::Error),
 }
@@ -79,6 +87,7 @@ impl PoolControl {
         };
         control.export(size);
         control.export_refresh(control.refresh().as_ref());
+        control.export_floor(None);
         Ok(control)
     }
 
@@ -92,6 +101,27 @@ impl PoolControl {
                 .desired
                 .get_or_create(&vec![("pool", self.config.name.clone())])
                 .set(size as i64);
+        }
+    }
+
+    fn export_floor(&self, floor: Option<u32>) {
+        self.metrics
+            .scheduled_min
+            .get_or_create(&vec![("pool", self.config.name.clone())])
+            .set(i64::from(floor.unwrap_or(0)));
+    }
+
+    /// The pool's `[[pool.schedule]]` windows at `now`.
+    pub fn windows(&self, now: f64) -> Windows<'_> {
+        schedule::windows(&self.config.schedule, now)
+    }
+
+    /// The bounds at `now`: `min` raised to the floor of the open windows (never above `max`).
+    pub fn limits_at(&self, now: f64) -> Limits {
+        let floor = self.windows(now).floor();
+        Limits {
+            min: schedule::effective_min(self.config.min, self.config.max, floor),
+            ..self.limits()
         }
     }
 
@@ -145,7 +175,49 @@ impl PoolControl {
         drop(guard);
         self.export(Some(size));
         self.wake.notify_one();
+        // A start inside an open window: the floor applies from the first desired size on.
+        self.apply_schedule(crate::clock::now())?;
         Ok(())
+    }
+
+    /// At a window's opening (and at start, and at each close): raises desired to the floor of
+    /// the open windows when it is below it, recorded as a `schedule` activity whose cause names
+    /// the window. Never lowers desired and leaves the cooldown clocks alone: after the close
+    /// the size comes down only through the usual decisions. `None` when nothing changed
+    /// (no floor, desired not known yet, or already at or above it).
+    pub fn apply_schedule(&self, now: f64) -> Result<Option<Outcome>, ControlError> {
+        let windows = self.windows(now);
+        self.export_floor(windows.floor());
+        let Some(window) = windows.governing() else {
+            return Ok(None);
+        };
+        let floor = schedule::effective_min(self.config.min, self.config.max, Some(window.min));
+        let mut guard = self.lock();
+        let Some(from) = guard.0.size.filter(|d| *d < floor) else {
+            return Ok(None);
+        };
+        let cause = format!("schedule {}", window.name);
+        let activity = Activity::new(
+            "schedule",
+            cause.as_str(),
+            "accepted",
+            format!(
+                "desired {from} -> {floor} (window until {})",
+                crate::clock::rfc3339(window.closes)
+            ),
+        );
+        self.store
+            .save_pool(&self.config.name, floor, &guard.1, Some(&activity))
+            .map_err(ControlError::Store)?;
+        guard.0.size = Some(floor);
+        drop(guard);
+        tracing::info!(pool = %self.config.name, from, to = floor, %cause, "desired raised to the scheduled floor");
+        self.export(Some(floor));
+        self.wake.notify_one();
+        Ok(Some(Outcome {
+            decision: Decision::Accepted { from, to: floor },
+            desired: floor,
+        }))
     }
 
     /// A webhook's request: decides, persists an accepted change, wakes the reconciler.
@@ -160,7 +232,14 @@ impl PoolControl {
         let Some(desired) = guard.0.size else {
             return Err(ControlError::NotReady);
         };
-        let decision = decide(direction, resolved, desired, &self.limits(), &guard.1, now);
+        let decision = decide(
+            direction,
+            resolved,
+            desired,
+            &self.limits_at(now),
+            &guard.1,
+            now,
+        );
         self.metrics
             .webhook_decisions
             .get_or_create(&vec![
@@ -204,6 +283,14 @@ impl PoolControl {
         let (min, max) = (self.config.min, self.config.max);
         if size < min || size > max {
             return Err(ControlError::OutOfBounds { size, min, max });
+        }
+        if let Some(window) = self.windows(now).governing().filter(|w| size < w.min) {
+            return Err(ControlError::BelowFloor {
+                size,
+                floor: window.min,
+                window: window.name.to_string(),
+                until: crate::clock::rfc3339(window.closes),
+            });
         }
         let mut guard = self.lock();
         let current = guard.0.size;

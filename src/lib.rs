@@ -5,6 +5,7 @@
 //! - [`pool`]: backends, lifecycle, [`pool::decide`] and the planner; pure, no I/O.
 //! - [`control`]: desired size per pool, its only writer.
 //! - [`reconciler`]: the per-pool loop, the executor of cloud steps, the lister, probes.
+//! - [`scheduler`]: per pool, applies the floor of `[[pool.schedule]]` windows as they open.
 //! - [`snapshot`]: the one `ArcSwap`, its single writer, and rendering of the provider documents.
 //! - [`http`]: routes, auth, `ApiError`; serves the snapshot's bytes.
 //! - [`idch`]: the IDCloudHost API client and its wire types.
@@ -26,6 +27,7 @@ pub mod idch;
 pub mod metrics;
 pub mod pool;
 pub mod reconciler;
+pub mod scheduler;
 pub mod shutdown;
 pub mod sim;
 pub mod snapshot;

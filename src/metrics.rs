@@ -36,6 +36,8 @@ pub struct Metrics {
     pub cloud_up: Family<Labels, Gauge>,
     /// Desired size by `pool`.
     pub desired: Family<Labels, Gauge>,
+    /// The floor of the open `[[pool.schedule]]` windows by `pool`; 0 while none is open.
+    pub scheduled_min: Family<Labels, Gauge>,
     /// Webhook decisions by `pool`, `direction` and `decision`.
     pub webhook_decisions: Family<Labels, Counter>,
     /// Reconciler actions by `pool`, `action` (clone, delete, drain, ...) and `result`.
@@ -105,6 +107,12 @@ impl Metrics {
             "Desired pool size (seed included), by pool",
             desired.clone(),
         );
+        let scheduled_min = Family::<Labels, Gauge>::default();
+        registry.register(
+            "scheduled_min",
+            "Least pool size set by the open schedule windows, by pool (0 when none is open)",
+            scheduled_min.clone(),
+        );
         let webhook_decisions = Family::<Labels, Counter>::default();
         registry.register(
             "webhook_decisions",
@@ -148,6 +156,7 @@ impl Metrics {
             refresh_total,
             refresh_replaced,
             desired,
+            scheduled_min,
             webhook_decisions,
             scale_activities,
             state_duration,

@@ -159,6 +159,12 @@ impl Application {
             .map(|r| tokio::spawn(r.run(shutdown.clone())))
             .collect();
         tasks.push(tokio::spawn(self.lister.run(shutdown.clone())));
+        for control in self.app.controls.iter() {
+            tasks.push(tokio::spawn(crate::scheduler::run(
+                control.clone(),
+                shutdown.clone(),
+            )));
+        }
         let limits = self.http;
         let router = http::with_request_timeout(http::router(self.app), limits.request_timeout);
         let mut builder = hyper::server::conn::http1::Builder::new();

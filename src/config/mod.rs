@@ -9,6 +9,7 @@
 
 mod de;
 mod http;
+mod schedule;
 mod secret;
 mod validate;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use http::HttpConfig;
+pub use schedule::{CronExpr, ScheduleConfig};
 pub use secret::{Secret, SecretSource};
 
 /// A configuration error: which key, and why.
@@ -401,6 +403,9 @@ pub struct PoolConfig {
     pub health: HealthConfig,
     #[serde(default)]
     pub router: RouterConfig,
+    /// `[[pool.schedule]]`: windows during which the pool keeps a larger minimum.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleConfig>,
     /// `[pool.refresh]`: rolling refresh onto the seed's current disk.
     #[serde(default)]
     pub refresh: RefreshConfig,

@@ -218,6 +218,7 @@ impl Config {
                     format!("min ({}) is greater than max ({})", pool.min, pool.max),
                 ));
             }
+            super::schedule::validate(pool)?;
             if pool.drain_period < least_drain {
                 return Err(ConfigError::new(
                     k("drain_period"),

@@ -37,6 +37,8 @@ struct PoolStatus<'a> {
     last_activity: Option<serde_json::Value>,
     /// The latest rolling refresh (`null` when there never was one).
     refresh: Option<super::refresh::RefreshStatus>,
+    /// `[[pool.schedule]]`: the floor, the open windows and the next opening.
+    schedule: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -90,6 +92,7 @@ fn status<'a>(
         })
     });
     PoolStatus {
+        schedule: schedule_status(config, now),
         desired: control.and_then(|c| c.desired()),
         cooldown_seconds_left: Cooldowns {
             scale_up: up,
@@ -128,6 +131,25 @@ fn status<'a>(
             })
             .collect(),
     }
+}
+
+/// `{"floor": n | null, "open": [{"name", "opened", "closes", "min"}], "next": {"name", "at"} | null}`.
+fn schedule_status(config: &PoolConfig, now: f64) -> serde_json::Value {
+    let windows = crate::pool::schedule::windows(&config.schedule, now);
+    let open: Vec<_> = windows
+        .open
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "name": w.name, "opened": rfc3339(w.opened), "closes": rfc3339(w.closes), "min": w.min,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "floor": windows.floor(),
+        "open": open,
+        "next": windows.next.map(|n| serde_json::json!({"name": n.name, "at": rfc3339(n.at)})),
+    })
 }
 
 pub async fn list_pools(AxumState(app): AxumState<AppState>) -> Response {

@@ -308,6 +308,7 @@ fn control_error(e: ControlError) -> ApiError {
     match e {
         ControlError::NotReady => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         ControlError::OutOfBounds { .. } => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+        ControlError::BelowFloor { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         ControlError::Store(_) => {
             tracing::error!(error = %e, "decision not persisted");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())

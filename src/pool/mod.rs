@@ -8,6 +8,7 @@ pub mod backend;
 pub mod decide;
 pub mod plan;
 pub mod refresh;
+pub mod schedule;
 pub mod slow_start;
 
 pub use backend::*;

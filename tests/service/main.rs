@@ -22,6 +22,7 @@ mod peers;
 mod reconciler;
 mod refresh;
 mod scaling;
+mod schedule;
 mod shipped_files;
 mod sim;
 mod slow_start;

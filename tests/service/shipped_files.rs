@@ -641,6 +641,7 @@ fn grafana_datasource_and_dashboard_provisioning_follow_the_documented_schema() 
     for metric in [
         "idch_autoscaler_backends",
         "idch_autoscaler_desired_size",
+        "idch_autoscaler_scheduled_min",
         "node_cpu_seconds_total",
         "idch_autoscaler_scale_activities_total",
         "idch_autoscaler_webhook_decisions_total",
