@@ -42,6 +42,9 @@ pub struct Metrics {
     pub scale_activities: Family<Labels, Counter>,
     /// Time a backend spent in a lifecycle state, by `pool` and `state`, observed when it leaves it.
     pub state_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Notifications by `target` (its name or index, never the URL) and `result` (`delivered`,
+    /// `failed` after the last retry, `dropped` from a full queue).
+    pub notifications: Family<Labels, Counter>,
 }
 
 fn state_histogram() -> Histogram {
@@ -120,8 +123,15 @@ impl Metrics {
             "Time backends spent in each lifecycle state, by pool and state",
             state_duration.clone(),
         );
+        let notifications = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by target and result (delivered, failed, dropped)",
+            notifications.clone(),
+        );
         Self {
             registry,
+            notifications,
             desired,
             webhook_decisions,
             scale_activities,

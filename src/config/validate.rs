@@ -263,6 +263,7 @@ impl Config {
                 }
             }
         }
+        super::notify::validate(&self.notify)?;
         Ok(self)
     }
 }

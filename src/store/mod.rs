@@ -35,8 +35,14 @@ pub struct Activity {
     pub detail: String,
 }
 
+/// Called with each activity once it is durable (see [`Store::observe`]).
+pub type Observer = Box<dyn Fn(&str, &Activity) + Send + Sync>;
+
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Set once at start-up (the notifier's hook); called by whichever thread wrote the
+    /// activity, after its commit. It must not block: it only queues.
+    observer: std::sync::OnceLock<Observer>,
 }
 
 const SCHEMA: &str = "
@@ -110,7 +116,23 @@ impl Store {
         migrate_intents(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Hands every activity written from now on, once committed, to `observer` (the notifier).
+    /// Only the first call takes effect.
+    pub fn observe(&self, observer: Observer) {
+        if self.observer.set(observer).is_err() {
+            tracing::warn!("the store already has an observer; ignoring another");
+        }
+    }
+
+    /// Tells the observer about an activity that is now durable.
+    fn recorded(&self, pool: &str, activity: Option<&Activity>) {
+        if let (Some(observer), Some(a)) = (self.observer.get(), activity) {
+            observer(pool, a);
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -156,6 +178,8 @@ impl Store {
             insert_activity(&tx, pool, a)?;
         }
         tx.commit()?;
+        drop(conn);
+        self.recorded(pool, activity);
         Ok(())
     }
 
@@ -225,6 +249,8 @@ impl Store {
             insert_activity(&tx, pool, a)?;
         }
         tx.commit()?;
+        drop(conn);
+        self.recorded(pool, activity);
         Ok(())
     }
 
@@ -250,6 +276,8 @@ impl Store {
             insert_activity(&tx, pool, a)?;
         }
         tx.commit()?;
+        drop(conn);
+        self.recorded(pool, activity);
         Ok(())
     }
 
@@ -289,6 +317,8 @@ impl Store {
         )?;
         insert_activity(&tx, pool, activity)?;
         tx.commit()?;
+        drop(conn);
+        self.recorded(pool, Some(activity));
         Ok(())
     }
 
@@ -303,7 +333,10 @@ impl Store {
 
     pub fn record(&self, pool: &str, activity: &Activity) -> anyhow::Result<()> {
         let conn = self.conn();
-        insert_activity(&conn, pool, activity)
+        insert_activity(&conn, pool, activity)?;
+        drop(conn);
+        self.recorded(pool, Some(activity));
+        Ok(())
     }
 
     /// The newest `limit` activities of a pool, newest first.
