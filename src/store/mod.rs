@@ -484,4 +484,56 @@ mod tests {
         );
         assert!(s.activities("other", 10).unwrap().is_empty());
     }
+
+    #[test]
+    fn the_observer_hears_every_activity_once_it_is_committed() {
+        use std::sync::{Arc, Mutex};
+        let s = Store::open_in_memory().unwrap();
+        let heard: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let h = heard.clone();
+        s.observe(Box::new(move |pool, a| {
+            h.lock().unwrap().push((pool.to_string(), a.action.clone()));
+        }));
+        let clocks = Clocks::default();
+        s.save_pool(
+            "p",
+            2,
+            &clocks,
+            Some(&Activity::new("scale_up", "w", "accepted", "")),
+        )
+        .unwrap();
+        s.save_pool("p", 2, &clocks, None).unwrap();
+        let intent = Intent {
+            name: "p-clone-1".into(),
+            uuid: None,
+            phase: Phase::Provisioning,
+            since: 1.0,
+            until: None,
+            reason: String::new(),
+        };
+        s.put_intent("p", &intent, Some(&Activity::new("clone", "c", "ok", "")))
+            .unwrap();
+        s.announce("p", "u1", &Activity::new("ready", "h", "ok", ""))
+            .unwrap();
+        s.remove_intent(
+            "p",
+            "p-clone-1",
+            Some(&Activity::new("delete", "d", "ok", "")),
+        )
+        .unwrap();
+        s.record("q", &Activity::new("boot_failed", "b", "deleting", ""))
+            .unwrap();
+        let heard = heard.lock().unwrap().clone();
+        let expected: Vec<(String, String)> = [
+            ("p", "scale_up"),
+            ("p", "clone"),
+            ("p", "ready"),
+            ("p", "delete"),
+            ("q", "boot_failed"),
+        ]
+        .iter()
+        .map(|(p, a)| (p.to_string(), a.to_string()))
+        .collect();
+        assert_eq!(heard, expected);
+    }
 }
