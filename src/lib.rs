@@ -9,6 +9,7 @@
 //! - [`snapshot`]: the one `ArcSwap`, its single writer, and rendering of the provider documents.
 //! - [`http`]: routes, auth, `ApiError`; serves the snapshot's bytes.
 //! - [`idch`]: the IDCloudHost API client and its wire types.
+//! - [`notify`]: `[[notify]]` targets: durable activities delivered off the reconcilers' path.
 //! - [`store`]: SQLite persistence of intent (desired, cooldowns, drains, history).
 //! - [`check`]: `check --config` and `check --rules`.
 //! - [`startup`]: binds the listener, wires state, routes and tasks.
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod http;
 pub mod idch;
 pub mod metrics;
+pub mod notify;
 pub mod pool;
 pub mod reconciler;
 pub mod scheduler;

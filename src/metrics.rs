@@ -48,6 +48,9 @@ pub struct Metrics {
     pub refresh_running: Family<Labels, Gauge>,
     pub refresh_total: Family<Labels, Gauge>,
     pub refresh_replaced: Family<Labels, Gauge>,
+    /// Notifications by `target` (its name or index, never the URL) and `result` (`delivered`,
+    /// `failed` after the last retry, `dropped` from a full queue).
+    pub notifications: Family<Labels, Counter>,
 }
 
 fn state_histogram() -> Histogram {
@@ -150,11 +153,18 @@ impl Metrics {
             "Old clones the pool's latest rolling refresh has replaced so far",
             refresh_replaced.clone(),
         );
+        let notifications = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by target and result (delivered, failed, dropped)",
+            notifications.clone(),
+        );
         Self {
             registry,
             refresh_running,
             refresh_total,
             refresh_replaced,
+            notifications,
             desired,
             scheduled_min,
             webhook_decisions,

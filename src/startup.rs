@@ -62,6 +62,17 @@ impl Application {
         } = admit(&config, &secrets)?;
         let cloud = cloud.with_metrics(metrics.clone());
         let store = Arc::new(Store::open(&config.state_path)?);
+        // Secrets built by hand (tests, the demo) may leave the notify URLs out: read them here.
+        let notify_urls = if secrets.notify_urls.len() == config.notify.len() {
+            secrets.notify_urls.clone()
+        } else {
+            config.resolve_notify_urls()?
+        };
+        if let Some(notifier) =
+            crate::notify::Notifier::start(&config.notify, notify_urls, metrics.clone())?
+        {
+            store.observe(notifier.observer());
+        }
         let pools: Vec<_> = config.pools.iter().cloned().map(Arc::new).collect();
         let state = Arc::new(State::new(pools.clone(), metrics.clone()));
         let controls = pools

@@ -9,6 +9,7 @@
 
 mod de;
 mod http;
+mod notify;
 mod schedule;
 mod secret;
 mod validate;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use http::HttpConfig;
+pub use notify::{NotifyConfig, NotifyEvent, NotifyFormat};
 pub use schedule::{CronExpr, ScheduleConfig};
 pub use secret::{Secret, SecretSource};
 
@@ -122,6 +124,9 @@ pub struct Config {
     pub traefik: TraefikConfig,
     #[serde(rename = "pool", default)]
     pub pools: Vec<PoolConfig>,
+    /// `[[notify]]`: where activities are reported (none by default).
+    #[serde(rename = "notify", default)]
+    pub notify: Vec<NotifyConfig>,
 }
 
 /// `[auth]`. Each secret is a `{key}_env` / `{key}_file` pair; [`Config::validate`] makes sure at
@@ -470,6 +475,8 @@ pub struct Secrets {
     pub basic: Option<(String, Secret)>,
     pub hmac_secret: Option<Secret>,
     pub read_token: Option<Secret>,
+    /// The URL of each `[[notify]]` target, in order (see [`Config::resolve_notify_urls`]).
+    pub notify_urls: Vec<Secret>,
 }
 
 impl Config {
@@ -487,7 +494,17 @@ impl Config {
             },
             hmac_secret: opt(a.hmac_secret(), "auth.hmac_secret")?,
             read_token: opt(a.read_token(), "auth.read_token")?,
+            notify_urls: self.resolve_notify_urls()?,
         })
+    }
+
+    /// The URL of each `[[notify]]` target, read from `url_env` / `url_file` where given.
+    pub fn resolve_notify_urls(&self) -> Result<Vec<Secret>, ConfigError> {
+        self.notify
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t.resolve_url(&format!("notify[{i}]")))
+            .collect()
     }
 }
 

@@ -264,6 +264,7 @@ impl Config {
                 }
             }
         }
+        super::notify::validate(&self.notify)?;
         Ok(self)
     }
 }

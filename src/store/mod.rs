@@ -36,8 +36,14 @@ pub struct Activity {
     pub detail: String,
 }
 
+/// Called with each activity once it is durable (see [`Store::observe`]).
+pub type Observer = Box<dyn Fn(&str, &Activity) + Send + Sync>;
+
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Set once at start-up (the notifier's hook); called by whichever thread wrote the
+    /// activity, after its commit. It must not block: it only queues.
+    observer: std::sync::OnceLock<Observer>,
 }
 
 const SCHEMA: &str = "
@@ -112,7 +118,23 @@ impl Store {
         migrate_intents(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Hands every activity written from now on, once committed, to `observer` (the notifier).
+    /// Only the first call takes effect.
+    pub fn observe(&self, observer: Observer) {
+        if self.observer.set(observer).is_err() {
+            tracing::warn!("the store already has an observer; ignoring another");
+        }
+    }
+
+    /// Tells the observer about an activity that is now durable.
+    pub(super) fn recorded(&self, pool: &str, activity: Option<&Activity>) {
+        if let (Some(observer), Some(a)) = (self.observer.get(), activity) {
+            observer(pool, a);
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -158,6 +180,8 @@ impl Store {
             insert_activity(&tx, pool, a)?;
         }
         tx.commit()?;
+        drop(conn);
+        self.recorded(pool, activity);
         Ok(())
     }
 
@@ -227,6 +251,8 @@ impl Store {
             insert_activity(&tx, pool, a)?;
         }
         tx.commit()?;
+        drop(conn);
+        self.recorded(pool, activity);
         Ok(())
     }
 
@@ -252,6 +278,8 @@ impl Store {
             insert_activity(&tx, pool, a)?;
         }
         tx.commit()?;
+        drop(conn);
+        self.recorded(pool, activity);
         Ok(())
     }
 
@@ -291,6 +319,8 @@ impl Store {
         )?;
         insert_activity(&tx, pool, activity)?;
         tx.commit()?;
+        drop(conn);
+        self.recorded(pool, Some(activity));
         Ok(())
     }
 
@@ -305,7 +335,10 @@ impl Store {
 
     pub fn record(&self, pool: &str, activity: &Activity) -> anyhow::Result<()> {
         let conn = self.conn();
-        insert_activity(&conn, pool, activity)
+        insert_activity(&conn, pool, activity)?;
+        drop(conn);
+        self.recorded(pool, Some(activity));
+        Ok(())
     }
 
     /// The newest `limit` activities of a pool, newest first.
@@ -452,5 +485,57 @@ mod tests {
             ["clone", "scale_up"]
         );
         assert!(s.activities("other", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_observer_hears_every_activity_once_it_is_committed() {
+        use std::sync::{Arc, Mutex};
+        let s = Store::open_in_memory().unwrap();
+        let heard: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let h = heard.clone();
+        s.observe(Box::new(move |pool, a| {
+            h.lock().unwrap().push((pool.to_string(), a.action.clone()));
+        }));
+        let clocks = Clocks::default();
+        s.save_pool(
+            "p",
+            2,
+            &clocks,
+            Some(&Activity::new("scale_up", "w", "accepted", "")),
+        )
+        .unwrap();
+        s.save_pool("p", 2, &clocks, None).unwrap();
+        let intent = Intent {
+            name: "p-clone-1".into(),
+            uuid: None,
+            phase: Phase::Provisioning,
+            since: 1.0,
+            until: None,
+            reason: String::new(),
+        };
+        s.put_intent("p", &intent, Some(&Activity::new("clone", "c", "ok", "")))
+            .unwrap();
+        s.announce("p", "u1", &Activity::new("ready", "h", "ok", ""))
+            .unwrap();
+        s.remove_intent(
+            "p",
+            "p-clone-1",
+            Some(&Activity::new("delete", "d", "ok", "")),
+        )
+        .unwrap();
+        s.record("q", &Activity::new("boot_failed", "b", "deleting", ""))
+            .unwrap();
+        let heard = heard.lock().unwrap().clone();
+        let expected: Vec<(String, String)> = [
+            ("p", "scale_up"),
+            ("p", "clone"),
+            ("p", "ready"),
+            ("p", "delete"),
+            ("q", "boot_failed"),
+        ]
+        .iter()
+        .map(|(p, a)| (p.to_string(), a.to_string()))
+        .collect();
+        assert_eq!(heard, expected);
     }
 }

@@ -122,12 +122,13 @@ impl Store {
                 r.version
             ],
         )?;
-        if changed > 0 {
-            if let Some(a) = activity {
-                insert_activity(&tx, pool, a)?;
-            }
+        let noted = (changed > 0).then_some(activity).flatten();
+        if let Some(a) = noted {
+            insert_activity(&tx, pool, a)?;
         }
         tx.commit()?;
+        drop(conn);
+        self.recorded(pool, noted);
         Ok(())
     }
 }

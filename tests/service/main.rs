@@ -18,6 +18,7 @@ mod fuzz;
 mod hardening;
 mod harness;
 mod node_exporter;
+mod notify;
 mod peers;
 mod reconciler;
 mod refresh;
