@@ -10,6 +10,7 @@
 
 pub mod executor;
 pub mod lister;
+mod planned;
 pub mod probe;
 
 use std::collections::{HashMap, HashSet};
@@ -63,6 +64,8 @@ pub struct Deps {
     pub store: Arc<Store>,
     pub writer: Writer,
     pub lister: ListerHandle,
+    /// `run --dry-run`: plan and record, never take a step ([`planned`]).
+    pub dry_run: bool,
 }
 
 pub struct PoolReconciler {
@@ -112,6 +115,12 @@ pub struct PoolReconciler {
     drain_generation: HashMap<String, u64>,
     /// Traefik has polled `/traefik`, in this run or one before (the store's `traefik_polled`).
     traefik_polls: bool,
+    /// `run --dry-run`: `converge` plans and records, and never calls `take`.
+    dry_run: bool,
+    /// The plan view, published to `state` by `publish_plan` when it changed.
+    planned: crate::snapshot::plan::PlanView,
+    /// A dry run: the steps (action, VM) of the last pass, each recorded once.
+    rehearsed: HashSet<(&'static str, String)>,
 }
 
 impl PoolReconciler {
@@ -130,6 +139,9 @@ impl PoolReconciler {
         let traefik_polls = deps.store.meta(TRAEFIK_POLLED)?.is_some();
         let (tx, events) = mpsc::unbounded_channel();
         let cloud = deps.cloud.clone();
+        let pool_name = pool.name.clone();
+        deps.state
+            .publish_plan(index, Self::initial_plan(&pool_name, deps.dry_run));
         Ok(Self {
             index,
             policy: Policy::of(&pool, deps.traefik_poll_interval),
@@ -161,6 +173,9 @@ impl PoolReconciler {
             drain_generation: HashMap::new(),
             fetched_at: HashMap::new(),
             traefik_polls,
+            dry_run: deps.dry_run,
+            planned: Self::initial_plan(&pool_name, deps.dry_run),
+            rehearsed: HashSet::new(),
         })
     }
 
@@ -201,6 +216,7 @@ impl PoolReconciler {
                 }
                 self.converge().await;
                 self.publish();
+                self.publish_plan();
             }
         }
         .instrument(span)
@@ -851,7 +867,7 @@ impl PoolReconciler {
                     .map(|t| (uuid.clone(), t))
             })
             .collect();
-        for _ in 0..4 {
+        for round in 0..4 {
             let now = clock::now();
             let plan = plan::plan(
                 Observed {
@@ -873,6 +889,11 @@ impl PoolReconciler {
                 now,
             );
             self.wake_at = plan.next;
+            self.note_plan(round, &plan, desired, now);
+            if self.dry_run {
+                // Recorded by note_plan; never taken.
+                return;
+            }
             if plan.steps.is_empty() {
                 return;
             }
