@@ -1,7 +1,7 @@
 //! `GET /v1/pools/{pool}/plan` (the planner's steps and their reasons) and `run --dry-run` (the
 //! steps recorded as activities with outcome `dry_run`, none taken), against the simulator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::common::*;
@@ -77,7 +77,8 @@ async fn rehearsed(app: &TestApp, action: &str, vm: &str) -> Vec<serde_json::Val
         .collect()
 }
 
-/// What the dry run is asked to do; each is followed by the one step the plan must then show.
+/// What the dry run is asked to do (a refresh request goes here too); the script pairs each with
+/// the whole plan it must lead to.
 enum Act {
     Desired(u32),
 }
@@ -119,35 +120,52 @@ async fn a_dry_run_plans_and_records_a_scale_up_and_a_scale_down_and_makes_no_mu
         "release_public_ip = true: the running clone's public IPs are released",
     );
     wait_plan(&app, &[release]).await;
-    // Each act, the step it must add to the plan, and the whole plan then.
+    // Each act and the whole plan it must lead to. Every step in a plan is recorded (outcome
+    // `dry_run`, its reason as the cause) once while it stays there, pass after pass; a step
+    // that left the plan and came back is recorded again.
+    let scale_up = ("clone", clone2, "below desired size (2 of 3)");
+    let scale_down = ("drain", clone1, "above desired size (2 of 1)");
     let script = [
-        (
-            Act::Desired(3),
-            ("clone", clone2, "below desired size (2 of 3)"),
-        ),
-        (
-            Act::Desired(1),
-            ("drain", clone1, "above desired size (2 of 1)"),
-        ),
+        (Act::Desired(3), vec![release, scale_up]),
+        (Act::Desired(1), vec![release, scale_down]),
+        (Act::Desired(3), vec![release, scale_up]),
     ];
-    for (act, step) in script {
-        let (action, vm, reason) = step;
+    // How often each (action, vm) must have been recorded by then: once more each time it enters.
+    let mut expected: HashMap<(&str, &str), usize> = HashMap::from([((release.0, release.1), 1)]);
+    let mut previous = vec![release];
+    for (act, steps) in script {
         act.run(&app).await;
         let app = &app;
-        let plan = wait_plan(app, &[release, step]).await;
+        let plan = wait_plan(app, &steps).await;
         assert_eq!(plan["dry_run"], true, "{plan}");
         assert!(plan["computed_at"].is_string(), "{plan}");
         assert_eq!(plan["in_flight"], serde_json::json!([]), "{plan}");
-        let recorded = eventually(
-            Duration::from_secs(10),
-            &format!("a {action} activity with outcome dry_run"),
-            || async move { Some(rehearsed(app, action, vm).await).filter(|r| !r.is_empty()) },
-        )
-        .await;
-        assert_eq!(recorded[0]["cause"], reason, "{recorded:?}");
-        // Pass after pass the step stays in the plan, and is recorded once.
+        for &(action, vm, reason) in &steps {
+            if !previous.iter().any(|p| (p.0, p.1) == (action, vm)) {
+                *expected.entry((action, vm)).or_default() += 1;
+            }
+            let want = expected[&(action, vm)];
+            let recorded = eventually(
+                Duration::from_secs(10),
+                &format!("{want} {action} {vm} activities with outcome dry_run"),
+                || async move {
+                    Some(rehearsed(app, action, vm).await).filter(|r| r.len() >= want)
+                },
+            )
+            .await;
+            assert_eq!(recorded[0]["cause"], reason, "{recorded:?}");
+        }
+        // A few more passes (lists every 300 ms, probes every 200 ms): nothing recorded again.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(rehearsed(app, action, vm).await.len(), 1);
+        for &(action, vm, _) in &steps {
+            let want = expected[&(action, vm)];
+            assert_eq!(
+                rehearsed(app, action, vm).await.len(),
+                want,
+                "{action} {vm}"
+            );
+        }
+        previous = steps;
         // Nothing was done: the same VMs, both ready, both in /traefik.
         let status = app.pool_status().await;
         assert_eq!(ready_names(&status).len(), 2, "{status}");
@@ -160,11 +178,13 @@ async fn a_dry_run_plans_and_records_a_scale_up_and_a_scale_down_and_makes_no_mu
         assert_eq!(traefik_servers(app).await, servers);
     }
 
-    assert_eq!(
-        rehearsed(&app, "release_ip", clone1).await.len(),
-        1,
-        "recorded once, though in the plan from the start"
-    );
+    for ((action, vm, _), times) in [(release, 1), (scale_up, 2), (scale_down, 1)] {
+        assert_eq!(
+            rehearsed(&app, action, vm).await.len(),
+            times,
+            "{action} {vm}: recorded once per stay in the plan"
+        );
+    }
     app.stop_service().await;
     let calls = calls_since(&before, &app);
     for op in MUTATING {
