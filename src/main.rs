@@ -22,6 +22,10 @@ enum Command {
     Run {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
+        /// Plan and record every step (activity outcome `dry_run`, GET /v1/pools/{pool}/plan)
+        /// without taking any: the only cloud calls are reads. Needs --config.
+        #[arg(long, requires = "config")]
+        dry_run: bool,
     },
     /// Validate a configuration file: exit 0 when good, non-zero naming the bad key and why.
     /// With --rules, also parse Prometheus alert rule files and warn (stderr, exit code unchanged)
@@ -42,7 +46,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Run { config: None });
+    let command = cli.command.unwrap_or(Command::Run {
+        config: None,
+        dry_run: false,
+    });
     if let Command::Check { config, rules } = &command {
         let code = check::config_command(config);
         if rules.is_empty() || check::rules::check_command(rules) {
@@ -60,8 +67,11 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match command {
-            Command::Run { config: None } => demo::run().await,
-            Command::Run { config: Some(path) } => startup::run_from_file(&path).await,
+            Command::Run { config: None, .. } => demo::run().await,
+            Command::Run {
+                config: Some(path),
+                dry_run,
+            } => startup::run_from_file_with(&path, startup::RunOptions { dry_run }).await,
             Command::Sim(args) => sim::run(args).await,
             Command::Calculate(args) => workload::run(args).await,
             Command::Check { .. } => unreachable!("handled above"),

@@ -31,6 +31,14 @@ pub struct Application {
     lister: Lister,
 }
 
+/// How `run` was asked to run, beside the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// `--dry-run`: the reconcilers plan and record their steps (outcome `dry_run`) and take
+    /// none: the only cloud calls are reads (the list, a booting clone's fetch).
+    pub dry_run: bool,
+}
+
 /// A running service (see [`Application::spawn`]).
 pub struct Running {
     pub addr: SocketAddr,
@@ -55,6 +63,15 @@ impl Application {
     /// Builds the service from a validated configuration and its resolved secrets. Binds the
     /// listener (port 0 is allowed: see [`Application::addr`]).
     pub async fn build(config: Config, secrets: Secrets) -> anyhow::Result<Application> {
+        Self::build_with(config, secrets, RunOptions::default()).await
+    }
+
+    /// [`Application::build`] with the command line's options (`--dry-run`).
+    pub async fn build_with(
+        config: Config,
+        secrets: Secrets,
+        options: RunOptions,
+    ) -> anyhow::Result<Application> {
         let metrics = Arc::new(Metrics::new());
         let Admitted {
             cloud,
@@ -89,6 +106,7 @@ impl Application {
             store: store.clone(),
             writer: Writer::start(store.clone()),
             lister: lister_handle,
+            dry_run: options.dry_run,
         };
         let reconcilers = controls
             .iter()
@@ -273,8 +291,16 @@ pub fn prepare(path: &Path) -> anyhow::Result<(Config, Secrets)> {
 
 /// `idch-autoscaler run --config FILE`.
 pub async fn run_from_file(path: &Path) -> anyhow::Result<()> {
+    run_from_file_with(path, RunOptions::default()).await
+}
+
+/// `idch-autoscaler run --config FILE [--dry-run]`.
+pub async fn run_from_file_with(path: &Path, options: RunOptions) -> anyhow::Result<()> {
     let (config, secrets) = prepare(path)?;
-    let app = Application::build(config, secrets).await?;
+    let app = Application::build_with(config, secrets, options).await?;
+    if options.dry_run {
+        tracing::warn!("dry run: steps are planned and recorded, none is taken");
+    }
     tracing::info!(addr = %app.addr(), "idch-autoscaler listening");
     app.run_until(crate::shutdown::signal()).await
 }

@@ -14,6 +14,8 @@ use crate::store::Activity;
 #[derive(Serialize)]
 struct PoolStatus<'a> {
     name: &'a str,
+    /// `run --dry-run`: steps are planned and recorded (`GET .../plan`), none is taken.
+    dry_run: bool,
     synced: bool,
     cloud_ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,8 +93,15 @@ fn status<'a>(
             "at": rfc3339(a.at), "action": a.action, "cause": a.cause, "outcome": a.outcome, "detail": a.detail,
         })
     });
+    let dry_run = app
+        .state
+        .pool_configs()
+        .iter()
+        .position(|c| c.name == config.name)
+        .is_some_and(|i| app.state.plan(i).dry_run);
     PoolStatus {
         schedule: schedule_status(config, now),
+        dry_run,
         desired: control.and_then(|c| c.desired()),
         cooldown_seconds_left: Cooldowns {
             scale_up: up,

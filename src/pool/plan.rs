@@ -30,6 +30,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::backend::{clone_number, Backend, BackendState, Role};
 use crate::config::{PoolConfig, Termination};
 
+mod describe;
+pub use describe::{counted_size, describe, Described, Situation};
+
 /// Why a VM is tracked: it is being created, drained or deleted, or its name is held back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {

@@ -6,7 +6,7 @@
 //! A step whose intent must be durable before the call (a clone's name, a delete) is given the
 //! store writer's receiver for that write and awaits it before calling.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -57,6 +57,8 @@ pub struct Executor {
     busy: HashSet<String>,
     /// Booting VMs being fetched (a read; kept apart from `busy` so it never delays a step).
     fetching: HashSet<String>,
+    /// What each key in `busy` is doing: the call and the VM's name (for the plan endpoint).
+    calls: HashMap<String, (&'static str, String)>,
 }
 
 impl Executor {
@@ -66,6 +68,7 @@ impl Executor {
             events,
             busy: HashSet::new(),
             fetching: HashSet::new(),
+            calls: HashMap::new(),
         }
     }
 
@@ -83,15 +86,18 @@ impl Executor {
         match event {
             Event::Cloned { name, .. } => {
                 self.busy.remove(name);
+                self.calls.remove(name);
             }
             Event::Deleted { uuid, .. } | Event::IpsReleased { uuid, .. } => {
                 self.busy.remove(uuid);
+                self.calls.remove(uuid);
             }
             Event::Fetched { uuid, .. } => {
                 self.fetching.remove(uuid);
             }
             Event::NotDurable { key, .. } => {
                 self.busy.remove(key);
+                self.calls.remove(key);
             }
             Event::Probed { .. } | Event::Versions { .. } => {}
         }
@@ -105,6 +111,7 @@ impl Executor {
         durable: oneshot::Receiver<anyhow::Result<()>>,
     ) {
         self.busy.insert(name.clone());
+        self.calls.insert(name.clone(), ("clone", name.clone()));
         let (cloud, events) = (self.cloud.clone(), self.events.clone());
         tokio::spawn(async move {
             if let Err(error) = wait(durable).await {
@@ -124,6 +131,7 @@ impl Executor {
         durable: oneshot::Receiver<anyhow::Result<()>>,
     ) {
         self.busy.insert(uuid.clone());
+        self.calls.insert(uuid.clone(), ("delete", name.clone()));
         let (cloud, events) = (self.cloud.clone(), self.events.clone());
         tokio::spawn(async move {
             if let Err(error) = wait(durable).await {
@@ -138,11 +146,24 @@ impl Executor {
     /// Releases every public IP assigned to the VM.
     pub fn release_ips(&mut self, uuid: String, name: String) {
         self.busy.insert(uuid.clone());
+        self.calls
+            .insert(uuid.clone(), ("release_ip", name.clone()));
         let (cloud, events) = (self.cloud.clone(), self.events.clone());
         tokio::spawn(async move {
             let result = release(&cloud, &uuid).await;
             let _ = events.send(Event::IpsReleased { uuid, name, result });
         });
+    }
+
+    /// The steps in flight as (key, call, VM name), in key order.
+    pub fn in_flight(&self) -> Vec<(&str, &'static str, &str)> {
+        let mut calls: Vec<_> = self
+            .calls
+            .iter()
+            .map(|(key, (call, vm))| (key.as_str(), *call, vm.as_str()))
+            .collect();
+        calls.sort();
+        calls
     }
 
     /// Booting VMs being fetched now.

@@ -10,6 +10,7 @@
 
 pub mod executor;
 pub mod lister;
+mod planned;
 pub mod probe;
 
 use std::collections::{HashMap, HashSet};
@@ -65,6 +66,8 @@ pub struct Deps {
     pub store: Arc<Store>,
     pub writer: Writer,
     pub lister: ListerHandle,
+    /// `run --dry-run`: plan and record, never take a step ([`planned`]).
+    pub dry_run: bool,
 }
 
 pub struct PoolReconciler {
@@ -123,6 +126,12 @@ pub struct PoolReconciler {
     /// after that ramp up. Weights are computed at publish.
     slow_start: Option<Ramp>,
     synced_at: Option<f64>,
+    /// `run --dry-run`: `converge` plans and records, and never calls `take`.
+    dry_run: bool,
+    /// The plan view, published to `state` by `publish_plan` when it changed.
+    planned: crate::snapshot::plan::PlanView,
+    /// A dry run: the steps (action, VM) of the last pass, each recorded once.
+    rehearsed: HashSet<(&'static str, String)>,
 }
 
 impl PoolReconciler {
@@ -146,6 +155,9 @@ impl PoolReconciler {
             pool.slow_start,
             deps.traefik_poll_interval.max(TRAEFIK_THROTTLE),
         );
+        let pool_name = pool.name.clone();
+        deps.state
+            .publish_plan(index, Self::initial_plan(&pool_name, deps.dry_run));
         Ok(Self {
             index,
             policy: Policy::of(&pool, deps.traefik_poll_interval),
@@ -182,6 +194,9 @@ impl PoolReconciler {
             reading_versions: false,
             slow_start,
             synced_at: None,
+            dry_run: deps.dry_run,
+            planned: Self::initial_plan(&pool_name, deps.dry_run),
+            rehearsed: HashSet::new(),
         })
     }
 
@@ -223,6 +238,7 @@ impl PoolReconciler {
                 self.converge().await;
                 self.settle_refresh();
                 self.publish();
+                self.publish_plan();
             }
         }
         .instrument(span)
@@ -999,7 +1015,7 @@ impl PoolReconciler {
             })
             .collect();
         let replacing = self.control.refresh_replacing();
-        for _ in 0..4 {
+        for round in 0..4 {
             let now = clock::now();
             let plan = plan::plan(
                 Observed {
@@ -1022,6 +1038,11 @@ impl PoolReconciler {
                 now,
             );
             self.wake_at = plan.next;
+            self.note_plan(round, &plan, desired, now);
+            if self.dry_run {
+                // Recorded by note_plan; never taken.
+                return;
+            }
             if plan.steps.is_empty() {
                 return;
             }

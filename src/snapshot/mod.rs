@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::pool::{BackendState, PoolView};
 
 pub mod http_sd;
+pub mod plan;
 pub mod traefik;
 
 /// How many served generations of `/traefik` are remembered.
@@ -57,6 +58,9 @@ pub struct State {
     /// The pools' configuration, in the same order as `Snapshot::pools`. Immutable.
     pools: Vec<Arc<PoolConfig>>,
     metrics: Arc<Metrics>,
+    /// What each pool last planned, in configuration order: written only by that pool's
+    /// reconciler ([`State::publish_plan`]), read by `GET /v1/pools/{pool}/plan` and the status.
+    plans: Vec<ArcSwap<plan::PlanView>>,
 }
 
 impl State {
@@ -75,9 +79,23 @@ impl State {
             writer: Mutex::new(()),
             traefik_served: Mutex::new(VecDeque::new()),
             traefik_served_next: AtomicU64::new(0),
+            plans: pools
+                .iter()
+                .map(|p| ArcSwap::from_pointee(plan::PlanView::new(&p.name, false)))
+                .collect(),
             pools,
             metrics,
         }
+    }
+
+    /// The plan pool `index` last published.
+    pub fn plan(&self, index: usize) -> Arc<plan::PlanView> {
+        self.plans[index].load_full()
+    }
+
+    /// Replaces the plan of pool `index` (only its reconciler calls this).
+    pub fn publish_plan(&self, index: usize, view: plan::PlanView) {
+        self.plans[index].store(Arc::new(view));
     }
 
     pub fn load(&self) -> Arc<Snapshot> {

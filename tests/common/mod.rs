@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use idch_autoscaler::config::{Config, Secret, Secrets};
 use idch_autoscaler::idch::CloudClient;
 use idch_autoscaler::sim::{Faults, Ipv4Range, SimHandle, SimOptions};
-use idch_autoscaler::startup::{Application, Running};
+use idch_autoscaler::startup::{Application, RunOptions, Running};
 
 pub const API_KEY: &str = "test-api-key";
 pub const POOL: &str = "calculate";
@@ -232,7 +232,12 @@ pub fn secrets(read_token: Option<&str>) -> Secrets {
 }
 
 pub async fn start_service(config: Config, secrets: Secrets) -> Running {
-    Application::build(config, secrets)
+    start_service_with(config, secrets, RunOptions::default()).await
+}
+
+/// [`start_service`] with `run`'s options (`--dry-run`).
+pub async fn start_service_with(config: Config, secrets: Secrets, options: RunOptions) -> Running {
+    Application::build_with(config, secrets, options)
         .await
         .expect("service builds")
         .spawn()
@@ -257,9 +262,16 @@ pub struct TestAppBuilder {
     secrets: Secrets,
     read_token: Option<String>,
     synced: bool,
+    options: RunOptions,
 }
 
 impl TestAppBuilder {
+    /// Runs the service as `run --dry-run` (also after [`TestApp::start_service`]).
+    pub fn dry_run(mut self) -> Self {
+        self.options.dry_run = true;
+        self
+    }
+
     /// The simulator's boot delay (100 ms unless set).
     pub fn boot_delay(mut self, delay: Duration) -> Self {
         self.boot_delay = delay;
@@ -339,6 +351,7 @@ impl TestAppBuilder {
             extra_pool: self.extra_pool,
             config_tweak: self.config_tweak,
             secrets,
+            options: self.options,
             sim,
         };
         app.start_service().await;
@@ -365,6 +378,7 @@ pub struct TestApp {
     extra_pool: String,
     config_tweak: Option<ConfigTweak>,
     secrets: Secrets,
+    options: RunOptions,
     pub sim: TestSim,
 }
 
@@ -380,6 +394,7 @@ impl TestApp {
             secrets: secrets(None),
             read_token: None,
             synced: true,
+            options: RunOptions::default(),
         }
     }
 
@@ -403,10 +418,15 @@ impl TestApp {
         self.service.as_ref().expect("the service is running")
     }
 
+    /// Whether the next [`TestApp::start_service`] runs as `run --dry-run`.
+    pub fn set_dry_run(&mut self, dry_run: bool) {
+        self.options.dry_run = dry_run;
+    }
+
     /// Starts the service (again) on the same state file and configuration.
     pub async fn start_service(&mut self) {
         assert!(self.service.is_none(), "the service is already running");
-        let service = start_service(self.config(), self.secrets.clone()).await;
+        let service = start_service_with(self.config(), self.secrets.clone(), self.options).await;
         self.url = service.url();
         self.service = Some(service);
     }
@@ -449,6 +469,16 @@ impl TestApp {
 
     pub async fn activities(&self) -> Vec<(String, String)> {
         activities(&self.http, &self.url).await
+    }
+
+    /// `GET /v1/pools/calculate/plan` (status, body).
+    pub async fn plan(&self) -> (u16, serde_json::Value) {
+        let mut req = self.http.get(self.pool_url("/plan"));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
     }
 
     /// A cloud client for the simulator.
