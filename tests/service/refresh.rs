@@ -275,7 +275,11 @@ async fn a_refresh_survives_a_restart_in_the_middle_and_a_cancel_stops_it() {
     app.wait_synced().await;
     let status = app.pool_status().await;
     assert_eq!(status["refresh"]["id"], started["id"], "{status}");
-    assert_eq!(status["refresh"]["state"], "running");
+    // Still running (or, on a slow machine, already finished by the restarted service).
+    assert!(
+        ["running", "done"].contains(&status["refresh"]["state"].as_str().unwrap_or("")),
+        "{status}"
+    );
     let done = wait_refresh(&app, Duration::from_secs(60), "done").await;
     assert_eq!(done["replaced"], 2);
     eventually(Duration::from_secs(20), "old clones deleted", || async {
