@@ -160,7 +160,8 @@ impl PoolControl {
                 (new, Some(activity))
             }
             None => {
-                let mut refresh = slot.refresh.clone().filter(|r| r.running())?;
+                // Called on every pass of the loop: no copy unless one runs.
+                let mut refresh = slot.refresh.as_ref().filter(|r| r.running())?.clone();
                 if !change(&mut refresh) {
                     return None;
                 }
