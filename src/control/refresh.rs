@@ -81,7 +81,7 @@ impl PoolControl {
         cause: &str,
         now: f64,
     ) -> Result<Refresh, RefreshError> {
-        let mut slot = self.refresh_slot();
+        let slot = self.refresh_slot();
         if let Some(r) = slot.refresh.as_ref().filter(|r| r.running()) {
             return Err(RefreshError::Running(Box::new(r.clone())));
         }
@@ -97,6 +97,17 @@ impl PoolControl {
             now,
         );
         let activity = started_activity(&refresh);
+        self.commit_refresh(slot, refresh, activity)
+    }
+
+    /// Persists an operator's change (durable before it applies), then applies it, exports it
+    /// and wakes the reconciler.
+    fn commit_refresh(
+        &self,
+        mut slot: std::sync::MutexGuard<'_, RefreshSlot>,
+        refresh: Refresh,
+        activity: Activity,
+    ) -> Result<Refresh, RefreshError> {
         let seq = slot.seq + 1;
         self.store
             .save_refresh(&self.config.name, seq, &refresh, Some(&activity))
@@ -106,7 +117,7 @@ impl PoolControl {
         drop(slot);
         self.metrics
             .activity(&self.config.name, "refresh", &activity.outcome);
-        tracing::info!(pool = %self.config.name, id = %refresh.id, total = refresh.total, cause, "refresh started");
+        tracing::info!(pool = %self.config.name, id = %refresh.id, total = refresh.total, cause = %activity.cause, outcome = %activity.outcome, "refresh changed by the operator");
         self.export_refresh(Some(&refresh));
         self.wake.notify_one();
         Ok(refresh)
@@ -114,7 +125,7 @@ impl PoolControl {
 
     /// Cancels the running refresh and persists it before returning (blocking thread).
     pub fn cancel_refresh(&self, cause: &str, now: f64) -> Result<Refresh, RefreshError> {
-        let mut slot = self.refresh_slot();
+        let slot = self.refresh_slot();
         let Some(mut refresh) = slot.refresh.clone().filter(|r| r.running()) else {
             return Err(RefreshError::NotRunning(slot.refresh.clone().map(Box::new)));
         };
@@ -128,19 +139,7 @@ impl PoolControl {
                 refresh.id, refresh.replaced, refresh.total
             ),
         );
-        let seq = slot.seq + 1;
-        self.store
-            .save_refresh(&self.config.name, seq, &refresh, Some(&activity))
-            .map_err(RefreshError::Store)?;
-        slot.seq = seq;
-        slot.refresh = Some(refresh.clone());
-        drop(slot);
-        self.metrics
-            .activity(&self.config.name, "refresh", "cancelled");
-        tracing::info!(pool = %self.config.name, id = %refresh.id, "refresh cancelled");
-        self.export_refresh(Some(&refresh));
-        self.wake.notify_one();
-        Ok(refresh)
+        self.commit_refresh(slot, refresh, activity)
     }
 
     /// The reconciler's change to the running refresh, or (with `start`, when none runs) the
