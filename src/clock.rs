@@ -5,20 +5,26 @@
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-static BASE: OnceLock<(tokio::time::Instant, f64)> = OnceLock::new();
+static BASE: OnceLock<(std::time::Instant, f64)> = OnceLock::new();
 
 /// Seconds since the Unix epoch.
+///
+/// The base is a real instant, and the offset from it is signed: each tokio runtime (a paused
+/// test runtime included) reads its own clock against the same base, so one test's runtime that
+/// advanced its paused clock by hours never freezes or shifts the clock of another.
 pub fn now() -> f64 {
-    let (instant, unix) = BASE.get_or_init(|| {
+    let (base, unix) = BASE.get_or_init(|| {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        (tokio::time::Instant::now(), unix)
+        (std::time::Instant::now(), unix)
     });
-    unix + tokio::time::Instant::now()
-        .saturating_duration_since(*instant)
-        .as_secs_f64()
+    let at = tokio::time::Instant::now().into_std();
+    match at.checked_duration_since(*base) {
+        Some(after) => unix + after.as_secs_f64(),
+        None => unix - base.duration_since(at).as_secs_f64(),
+    }
 }
 
 /// RFC 3339 (UTC, seconds) for a Unix time.

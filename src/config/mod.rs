@@ -401,6 +401,12 @@ pub struct PoolConfig {
     pub release_public_ip: bool,
     #[serde(default = "defaults::termination")]
     pub termination: Termination,
+    /// Clone calls a scale-up makes at a time.
+    #[serde(
+        default = "defaults::number::<3>",
+        deserialize_with = "de::bounded::<_, 1, 100>"
+    )]
+    pub max_concurrent_clones: u32,
     /// Slow start: a newly ready backend's Traefik weight ramps up over this; zero is off.
     #[serde(default, deserialize_with = "de::slow_start")]
     pub slow_start: Duration,

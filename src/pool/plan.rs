@@ -14,9 +14,10 @@
 //! 3. A clone unhealthy longer than `replace_unhealthy_after` is drained (and so replaced).
 //! 4. A running clone's public IP is released once (`release_public_ip`); a failed release
 //!    waits for its backoff.
-//! 5. Below desired: clone one VM at a time, under `max` (which counts every VM of the pool in any
-//!    state, and every clone call not yet resolved), after the clone backoff, with the seed present.
-//!    A clone call whose outcome is unknown blocks the next one until a list that began after it.
+//! 5. Below desired: clone up to `max_concurrent_clones` VMs at a time (calls in flight count),
+//!    each under its own free name, under `max` (which counts every VM of the pool in any state,
+//!    and every clone call not yet resolved), after the clone backoff, with the seed present.
+//!    A clone call whose outcome is unknown blocks the next ones until a list that began after it.
 //! 6. Above desired: drain the surplus; not-ready clones first, then the newest (or oldest)
 //!    first. The seed, identified by its uuid alone, is never a victim.
 //! 7. A rolling refresh replaces its old clones surge first: while one is left, the pool may
@@ -108,6 +109,8 @@ pub struct Policy {
     pub traefik_poll_interval: f64,
     /// How many VMs a refresh may add above desired and `max` (`[pool.refresh] max_surge`).
     pub max_surge: u32,
+    /// Clone calls at a time (`max_concurrent_clones`).
+    pub max_concurrent_clones: u32,
 }
 
 /// Traefik's `providersThrottleDuration` default: a new configuration may wait this long.
@@ -128,6 +131,7 @@ impl Policy {
             release_public_ip: pool.release_public_ip,
             traefik_poll_interval: traefik_poll_interval.as_secs_f64(),
             max_surge: pool.refresh.max_surge,
+            max_concurrent_clones: pool.max_concurrent_clones,
         }
     }
 }
@@ -375,13 +379,21 @@ pub fn plan(
             .cmp(&old(a))
             .then(victim_order(observed.backends, a, b, policy))
     });
+    // Calls that ended with an unknown outcome (awaiting a list) block new ones.
+    let unknown = unresolved_clones(intents, observed.names_in_cloud).any(|i| i.until.is_some());
     if active + unresolved < cap {
-        if unresolved == 0 && total < policy.max + surge && observed.seed_present {
+        let room = (cap - active - unresolved)
+            .min(policy.max_concurrent_clones.saturating_sub(unresolved))
+            .min((policy.max + surge).saturating_sub(total));
+        if room > 0 && !unknown && observed.seed_present {
             if now >= progress.clone_not_before {
-                plan.steps.push(Step::Clone {
-                    name: next_clone_name(observed, intents, &policy.clone_prefix),
-                    refresh: active + unresolved >= desired,
-                });
+                let names = next_clone_names(observed, intents, &policy.clone_prefix, room);
+                for (k, name) in names.into_iter().enumerate() {
+                    plan.steps.push(Step::Clone {
+                        name,
+                        refresh: active + unresolved + k as u32 >= desired,
+                    });
+                }
             } else {
                 plan.wake_at(progress.clone_not_before);
             }
@@ -458,14 +470,27 @@ fn victim_order(backends: &[Backend], a: usize, b: usize, policy: &Policy) -> st
 /// The smallest `n` such that `{prefix}{n}` names no VM in the location, no backend and no
 /// intent (a reserved name included).
 pub fn next_clone_name(observed: Observed<'_>, intents: &[Intent], prefix: &str) -> String {
+    next_clone_names(observed, intents, prefix, 1)
+        .pop()
+        .expect("some number is free")
+}
+
+/// The `n` smallest such names, all different (for clone calls made at once).
+pub fn next_clone_names(
+    observed: Observed<'_>,
+    intents: &[Intent],
+    prefix: &str,
+    n: u32,
+) -> Vec<String> {
     (1u64..)
-        .map(|n| format!("{prefix}{n}"))
-        .find(|name| {
+        .map(|k| format!("{prefix}{k}"))
+        .filter(|name| {
             !observed.names_in_cloud.contains(name)
                 && !observed.backends.iter().any(|b| &b.name == name)
                 && !intents.iter().any(|i| &i.name == name)
         })
-        .expect("some number is free")
+        .take(n as usize)
+        .collect()
 }
 
 /// What a fresh list means for the clone calls not yet resolved.

@@ -137,6 +137,7 @@ mod tests {
             release_public_ip: true,
             traefik_poll_interval: 5.0,
             max_surge: 1,
+            max_concurrent_clones: 1,
         }
     }
 

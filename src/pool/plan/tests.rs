@@ -16,6 +16,7 @@ fn policy() -> Policy {
         release_public_ip: false,
         traefik_poll_interval: 5.0,
         max_surge: 1,
+        max_concurrent_clones: 1,
     }
 }
 
@@ -867,4 +868,56 @@ fn a_scale_up_during_a_refresh_clones_a_plain_vm() {
     let mut case = refreshing();
     case.desired = 5;
     assert_eq!(surged(&case.run()), [("p-clone-4".to_string(), false)]);
+}
+
+// ---- 5. parallel scale-out ------------------------------------------------------------------
+
+#[test]
+fn a_scale_up_makes_up_to_max_concurrent_clones_calls_at_once_under_distinct_names() {
+    let parallel = Policy {
+        max_concurrent_clones: 3,
+        ..policy()
+    };
+    let case = |desired: u32, intents: Vec<Intent>, max: u32| Case {
+        desired,
+        intents,
+        policy: Policy {
+            max,
+            ..parallel.clone()
+        },
+        ..Case::default()
+    };
+    // Seed alone, desired 5: three calls now (the concurrency), not four.
+    assert_eq!(
+        cloned(&case(5, vec![], 5).run()),
+        ["p-clone-1", "p-clone-2", "p-clone-3"]
+    );
+    // Desired 3: two are missing, two calls.
+    assert_eq!(
+        cloned(&case(3, vec![], 5).run()),
+        ["p-clone-1", "p-clone-2"]
+    );
+    // One call in flight: two more, under the next free names.
+    let flying = vec![intent("p-clone-1", None, Phase::Provisioning, 990.0, None)];
+    assert_eq!(
+        cloned(&case(5, flying.clone(), 5).run()),
+        ["p-clone-2", "p-clone-3"]
+    );
+    // `max` bounds them: seed + one in flight + one more = max 3.
+    assert_eq!(cloned(&case(5, flying, 3).run()), ["p-clone-2"]);
+    // A call that ended with an unknown outcome blocks every new one until a list decides it.
+    let unknown = vec![intent(
+        "p-clone-1",
+        None,
+        Phase::Provisioning,
+        900.0,
+        Some(950.0),
+    )];
+    assert!(cloned(&case(5, unknown, 5).run()).is_empty());
+    // With a concurrency of 1 (the table's default), one at a time as before.
+    let one = Case {
+        desired: 5,
+        ..Case::default()
+    };
+    assert_eq!(cloned(&one.run()), ["p-clone-1"]);
 }
