@@ -7,7 +7,7 @@
 #
 # Steps: 1 serving /traefik and /prometheus/targets vs nginx (wrk), 2 criterion (rendering,
 # decisions), 3 webhook -> clone call latency, 3b webhook -> first request served by the new
-# VM through Traefik, 4 footprint (memory, idle CPU), 5 the sample
+# VM through Traefik, 3c 1 -> 5 ready VMs with serial and parallel clone calls, 4 footprint (memory, idle CPU), 5 the sample
 # workload `calculate` (wrk + bench/calculate.lua).
 #
 # Installs wrk and nginx with apt-get when missing. Every load is bounded in count and time and
@@ -28,12 +28,14 @@ if [[ $MODE == quick ]]; then
   PROFILE_DIR=debug; CARGO_PROFILE=()
   SIZES=(10 1000); RUNS=1; DURATION=1s; CONNS=32
   WEBHOOK_RUNS=5; SERVING_RUNS=1; SERVING_BOOT=1s
+  SCALEOUT_ARGS=(--runs 1 --clone-call 200ms --boot 300ms)
   FOOTPRINTS=("1 2" "3 2"); FP_ARGS=(--hour 30s --speedup 15 --idle-window 2s --settle 1s --max-time 2m)
   CALC_RUNS=1; CALC_DURATION=1s
 else
   PROFILE_DIR=release; CARGO_PROFILE=(--release)
   SIZES=(10 100 1000); RUNS=5; DURATION=2s; CONNS=32
   WEBHOOK_RUNS=200; SERVING_RUNS=10; SERVING_BOOT=8s
+  SCALEOUT_ARGS=(--runs 5 --clone-call 2s --boot 3s)
   FOOTPRINTS=("1 20" "50 20" "200 5"); FP_ARGS=(--hour 1h --speedup 60 --idle-window 30s --settle 5s --max-time 7m)
   CALC_RUNS=5; CALC_DURATION=4s
 fi
@@ -273,6 +275,11 @@ say "3b. scale-up webhook -> first request served by the new VM through Traefik 
 "$TOOL" serving --service-bin "$BIN" --traefik "$TRAEFIK" --dir "$WORK" --runs "$SERVING_RUNS" --boot-delay "$SERVING_BOOT" --max-time 6m | tee "$WORK/serving.txt"
 SUMMARY+=("app up -> served through Traefik: $(grep 'app up -> first request' "$WORK/serving.txt" | cut -d: -f2-) (target p50 < 1.5 s)")
 SUMMARY+=("webhook -> served (boot $SERVING_BOOT): $(grep 'webhook -> first request' "$WORK/serving.txt" | cut -d: -f2-)")
+
+# ---- 3c. parallel scale-out: 1 -> 5 ready ------------------------------------------------------
+say "3c. PUT desired 5 -> 5 ready VMs, max_concurrent_clones 1 and 3 (${SCALEOUT_ARGS[*]})"
+"$TOOL" scaleout --service-bin "$BIN" --dir "$WORK" --concurrency 1,3 "${SCALEOUT_ARGS[@]}" | tee "$WORK/scaleout.txt"
+while read -r line; do SUMMARY+=("$line"); done < <(grep '^1 -> 5 ready' "$WORK/scaleout.txt")
 
 # ---- 4. footprint -------------------------------------------------------------------------------
 for fp in "${FOOTPRINTS[@]}"; do

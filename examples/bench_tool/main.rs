@@ -1,4 +1,4 @@
-//! Benchmark helpers driven by `bench/run.sh` (see BENCHMARKS.md). One binary, five modes:
+//! Benchmark helpers driven by `bench/run.sh` (see BENCHMARKS.md). One binary, six modes:
 //!
 //! - `serve`: serves `GET /traefik` and `GET /prometheus/targets` from the service's own router and
 //!   state, with one pool of N synthetic ready backends, and writes the same bytes to files so nginx
@@ -9,6 +9,8 @@
 //!   Traefik, and how long after its app came up.
 //! - `footprint`: resident memory and CPU of the release service binary with P pools of V VMs each
 //!   on the simulator, after an hour-equivalent of reconcile cycles, and idle at default intervals.
+//! - `scaleout`: time from `PUT desired 5` to 5 ready VMs with slow clone calls, for each
+//!   `max_concurrent_clones` given.
 //! - `calculate`: a tiny stand-in for the sample workload, for simulated VMs in the footprint run: it
 //!   accepts `calculate --listen IP:PORT --name NAME` like the real one and answers every request with
 //!   `200 {"status":"ok"}`, so 1,000 VMs cost ~1,000 small single-threaded processes.
@@ -17,6 +19,7 @@
 
 mod common;
 mod footprint;
+mod scaleout;
 mod serve;
 mod serving;
 mod stub;
@@ -36,8 +39,9 @@ fn main() -> ExitCode {
         "webhook" => webhook::run(rest),
         "serving" => serving::run(rest),
         "footprint" => footprint::run(rest),
+        "scaleout" => scaleout::run(rest),
         _ => {
-            eprintln!("usage: bench_tool serve|webhook|serving|footprint|calculate [options] (see --help of each)");
+            eprintln!("usage: bench_tool serve|webhook|serving|footprint|scaleout|calculate [options] (see --help of each)");
             return ExitCode::from(2);
         }
     };
