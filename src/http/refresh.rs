@@ -9,10 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::webhooks::{
-    authenticate, blocking, check_content_type, claim, ensure_synced, find_pool, parse_query,
-    read_body,
-};
+use super::webhooks::{accept_write, blocking, claim, ensure_synced, find_pool};
 use super::{ApiError, AppState, PoolName};
 use crate::clock::rfc3339;
 use crate::control::RefreshError;
@@ -110,10 +107,7 @@ pub async fn start(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body).await?;
-    let accepted = authenticate(&app, &headers, &body)?;
-    parse_query(query.as_deref(), &[])?;
-    check_content_type(&headers, &body)?;
+    let (body, accepted) = accept_write(&app, query.as_deref(), &headers, body).await?;
     let reason = parse_start(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let control = find_pool(&app, &pool)?.clone();
     ensure_synced(&app, &pool)?;
@@ -156,9 +150,7 @@ pub async fn cancel(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body).await?;
-    let accepted = authenticate(&app, &headers, &body)?;
-    parse_query(query.as_deref(), &[])?;
+    let (body, accepted) = accept_write(&app, query.as_deref(), &headers, body).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -223,6 +223,21 @@ pub fn check_content_type(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiErr
     Ok(())
 }
 
+/// The common start of a `/v1` write with no query parameters: the body (up to [`MAX_BODY`]),
+/// its credentials, no query, and a JSON content type when it has a body.
+pub(super) async fn accept_write(
+    app: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(bytes::Bytes, Accepted), ApiError> {
+    let body = read_body(body).await?;
+    let accepted = authenticate(app, headers, &body)?;
+    parse_query(query, &[])?;
+    check_content_type(headers, &body)?;
+    Ok((body, accepted))
+}
+
 pub(super) fn authenticate(
     app: &AppState,
     headers: &HeaderMap,
@@ -476,10 +491,7 @@ pub async fn put_desired(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body).await?;
-    let accepted = authenticate(&app, &headers, &body)?;
-    parse_query(query.as_deref(), &[])?;
-    check_content_type(&headers, &body)?;
+    let (body, accepted) = accept_write(&app, query.as_deref(), &headers, body).await?;
     let size = parse_desired(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let control = find_pool(&app, &pool)?;
     ensure_synced(&app, &pool)?;

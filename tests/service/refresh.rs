@@ -374,11 +374,19 @@ async fn bad_refresh_requests_change_nothing() {
     let r = app
         .http
         .delete(refresh_url(&app))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a cancel takes no body");
+    let r = app
+        .http
+        .delete(refresh_url(&app))
         .body("x")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 415, "a body must be declared JSON");
     assert!(app.pool_status().await["refresh"].is_null());
     // A pool of the seed alone: nothing to replace, done at once.
     let (status, body) = post_refresh(&app, "").await;
