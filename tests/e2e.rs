@@ -161,43 +161,26 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
     let k6_dir = tempfile::tempdir().unwrap();
     let summary = k6_dir.path().join("summary.json");
     let k6_started = unix_now();
-    let k6 = tokio::process::Command::new(peer_bin("k6"))
-        .args([
-            "run",
-            "--no-usage-report",
-            "--quiet",
-            "--address",
-            "127.0.0.1:0",
-        ])
-        .args(["-e", &format!("TARGET_URL=http://{web}/calculate")])
-        .args(["-e", "NUMBER=1", "-e", "BASE_RATE=1", "-e", "PEAK_RATE=30"])
-        .args([
-            "-e",
+    let k6 = k6_load(
+        web,
+        &[
+            "NUMBER=1",
+            "BASE_RATE=1",
+            "PEAK_RATE=30",
             "WARMUP=10s",
-            "-e",
             "RAMP_UP=10s",
-            "-e",
             "HOLD=70s",
-            "-e",
             "RAMP_DOWN=5s",
-            "-e",
             "COOLDOWN=110s",
-        ])
-        .args([
-            "-e",
             "PRE_VUS=20",
-            "-e",
             "MAX_VUS=100",
-            "-e",
             "GRACEFUL_STOP=10s",
-            "-e",
             "P95_MS=5000",
-        ])
-        .args(["-e", &format!("SUMMARY_FILE={}", summary.display())])
-        .arg(root().join("k6/load.js"))
-        .current_dir(k6_dir.path())
-        .kill_on_drop(true)
-        .output();
+        ],
+        &summary,
+        k6_dir.path(),
+    )
+    .output();
     let k6 = tokio::time::timeout(Duration::from_secs(300), k6)
         .await
         .expect("k6 stops by itself")

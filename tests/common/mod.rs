@@ -590,6 +590,35 @@ impl Drop for Peer {
     }
 }
 
+/// The real k6 running the shipped `k6/load.js` against `http://{web}/calculate` with `env`
+/// (`NAME=value` pairs, see the script's header), writing its JSON summary to `summary` and
+/// working in `dir`. Quiet, no usage report, its REST API on a free loopback port; killed if
+/// dropped. The profile's durations bound it: it stops by itself.
+pub fn k6_load(
+    web: SocketAddr,
+    env: &[&str],
+    summary: &std::path::Path,
+    dir: &std::path::Path,
+) -> tokio::process::Command {
+    let mut k6 = tokio::process::Command::new(peer_bin("k6"));
+    k6.args([
+        "run",
+        "--no-usage-report",
+        "--quiet",
+        "--address",
+        "127.0.0.1:0",
+    ])
+    .args(["-e", &format!("TARGET_URL=http://{web}/calculate")]);
+    for e in env {
+        k6.args(["-e", e]);
+    }
+    k6.args(["-e", &format!("SUMMARY_FILE={}", summary.display())])
+        .arg(root().join("k6/load.js"))
+        .current_dir(dir)
+        .kill_on_drop(true);
+    k6
+}
+
 /// Starts the real Traefik with the HTTP provider pointed at `provider_url`.
 /// Returns the peer, the `web` entry point address and the `traefik` entry point address.
 pub async fn start_traefik(

@@ -106,38 +106,26 @@ async fn a_deploy_is_rolled_out_under_load_surge_first_and_drift_rolls_out_the_n
     // A constant load for 90 s, bounded by k6 itself.
     let k6_dir = tempfile::tempdir().unwrap();
     let summary = k6_dir.path().join("summary.json");
-    let k6 = tokio::process::Command::new(peer_bin("k6"))
-        .args([
-            "run",
-            "--no-usage-report",
-            "--quiet",
-            "--address",
-            "127.0.0.1:0",
-        ])
-        .args(["-e", &format!("TARGET_URL=http://{web}/calculate")])
-        .args(["-e", "NUMBER=1", "-e", "BASE_RATE=20", "-e", "PEAK_RATE=20"])
-        .args(["-e", "WARMUP=86s", "-e", "RAMP_UP=1s", "-e", "HOLD=1s"])
-        .args([
-            "-e",
+    let k6 = k6_load(
+        web,
+        &[
+            "NUMBER=1",
+            "BASE_RATE=20",
+            "PEAK_RATE=20",
+            "WARMUP=86s",
+            "RAMP_UP=1s",
+            "HOLD=1s",
             "RAMP_DOWN=1s",
-            "-e",
             "COOLDOWN=1s",
-            "-e",
             "PRE_VUS=10",
-        ])
-        .args([
-            "-e",
             "MAX_VUS=50",
-            "-e",
             "GRACEFUL_STOP=5s",
-            "-e",
             "P95_MS=5000",
-        ])
-        .args(["-e", &format!("SUMMARY_FILE={}", summary.display())])
-        .arg(root().join("k6/load.js"))
-        .current_dir(k6_dir.path())
-        .kill_on_drop(true)
-        .output();
+        ],
+        &summary,
+        k6_dir.path(),
+    )
+    .output();
     let k6 = tokio::spawn(k6);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
