@@ -1336,6 +1336,16 @@ mod tests {
         assert!(Cli::try_parse_from(["sim", "--cpu-budget", "NaN"]).is_err());
         assert_eq!(Cli::try_parse_from(["sim"]).unwrap().sim.cpu_budget, None);
         assert_eq!(cli.sim.boot_delay, Duration::from_millis(250));
+        assert_eq!(
+            cli.sim.start_delay, None,
+            "unset: a fifth of the boot delay"
+        );
+        let power = Cli::try_parse_from(["sim", "--start-delay", "700ms", "--clone-delay", "2s"])
+            .unwrap()
+            .sim;
+        assert_eq!(power.start_delay, Some(Duration::from_millis(700)));
+        assert_eq!(power.clone_delay, Duration::from_secs(2));
+        assert!(Cli::try_parse_from(["sim", "--start-delay", "soon"]).is_err());
         assert_eq!(cli.sim.addresses.first, Ipv4Addr::new(127, 0, 5, 10));
         assert_eq!(cli.sim.addresses.iter().count(), 11);
         assert_eq!(cli.sim.error_rate, 0.5);
