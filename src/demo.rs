@@ -87,6 +87,8 @@ pub async fn run_with(opts: DemoOptions) -> anyhow::Result<()> {
         billing_account_id: 1200211740,
         seed_name: "calculate-service".into(),
         boot_delay: Duration::from_secs(3),
+        start_delay: None,
+        clone_delay: Duration::ZERO,
         addresses: opts.addresses,
         service_port: 3000,
         exporter_port: 9100,

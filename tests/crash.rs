@@ -420,6 +420,8 @@ async fn sigkilled_at_random_moments_it_never_clones_twice_nor_routes_to_a_delet
         billing_account_id: 1_200_211_740,
         seed_name: "calculate-service".into(),
         boot_delay: BOOT,
+        start_delay: None,
+        clone_delay: Duration::ZERO,
         addresses: net.range(10, 250),
         service_port: 3000,
         exporter_port: 9100,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use super::wire::{error_message, FloatingIp, Vm};
+use super::wire::{error_message, ChargingRow, FloatingIp, Vm};
 use crate::config::{CloudConfig, Secret};
 use crate::metrics::Metrics;
 
@@ -177,6 +177,47 @@ impl CloudClient {
             "clone_vm",
             self.json(Method::POST, "user-resource/vm/clone", &[], Some(&form)),
         )
+        .await
+    }
+
+    /// `POST user-resource/vm/stop` (form `uuid`; never `force`, a hard power-off that can corrupt
+    /// the disk, E.2.1): a graceful shutdown; the answer is the VM object (`stopped` in the doc's
+    /// example; poll [`CloudClient::get_vm`] until it is). Retried like a read: stopping a VM that
+    /// is stopped or stopping leaves it stopped, so a repeat after a lost answer does no harm.
+    pub async fn stop_vm(&self, uuid: &str) -> Result<Vm, CloudError> {
+        let form = [("uuid", uuid)];
+        self.idempotent("stop_vm", || {
+            self.json(Method::POST, "user-resource/vm/stop", &[], Some(&form))
+        })
+        .await
+    }
+
+    /// `POST user-resource/vm/start` (form `uuid`). Retried like a read: starting a VM that is
+    /// starting or running leaves it so. The success body is UNVERIFIED (E.2.1: the doc shows only
+    /// an error; the Go client decodes a VM object): `Some` when it is a VM object, `None` when the
+    /// call succeeded with another body; either way poll [`CloudClient::get_vm`] for `running`.
+    pub async fn start_vm(&self, uuid: &str) -> Result<Option<Vm>, CloudError> {
+        let form = [("uuid", uuid)];
+        self.idempotent("start_vm", || async {
+            let body = self
+                .send(Method::POST, "user-resource/vm/start", &[], Some(&form))
+                .await?;
+            Ok(serde_json::from_slice::<Vm>(&body).ok())
+        })
+        .await
+    }
+
+    /// `GET charging/usage?billing_account_id=B` (E.2.6): this month's cost rows of the account.
+    /// Not location-specific, so it goes to `{api_url}/v1/charging/usage`.
+    pub async fn charging_usage(
+        &self,
+        billing_account_id: u64,
+    ) -> Result<Vec<ChargingRow>, CloudError> {
+        let billing = billing_account_id.to_string();
+        let query = [("billing_account_id", billing.as_str())];
+        self.idempotent("charging_usage", || {
+            self.json(Method::GET, "../charging/usage", &query, None)
+        })
         .await
     }
 

@@ -99,6 +99,7 @@ enum Op {
     IpList,
     IpDelete(String),
     IpUnassign(String),
+    ChargingUsage,
 }
 
 impl Op {
@@ -115,6 +116,7 @@ impl Op {
             Op::IpList => "ip_list",
             Op::IpDelete(_) => "ip_delete",
             Op::IpUnassign(_) => "ip_unassign",
+            Op::ChargingUsage => "charging_usage",
         }
     }
 }
@@ -126,7 +128,7 @@ fn route(method: &Method, path: &str, location: &str) -> Result<Op, ApiError> {
     let rest = path.strip_prefix("/v1/").ok_or_else(not_found)?;
     let mut segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match segments.first() {
-        Some(&"user-resource") | Some(&"network") => {}
+        Some(&"user-resource") | Some(&"network") | Some(&"charging") => {}
         Some(slug) if *slug == location => {
             segments.remove(0);
         }
@@ -146,6 +148,7 @@ fn route(method: &Method, path: &str, location: &str) -> Result<Op, ApiError> {
         (&Method::POST, ["user-resource", "vm", "stop"]) => Op::VmStop,
         (&Method::POST, ["user-resource", "vm", "start"]) => Op::VmStart,
         (&Method::GET, ["network", "ip_addresses"]) => Op::IpList,
+        (&Method::GET, ["charging", "usage"]) => Op::ChargingUsage,
         (&Method::DELETE, ["network", "ip_addresses", address]) => {
             Op::IpDelete(address.to_string())
         }
@@ -158,7 +161,8 @@ fn route(method: &Method, path: &str, location: &str) -> Result<Op, ApiError> {
             | ["user-resource", "vm", "list" | "clone" | "stop" | "start"]
             | ["network", "ip_addresses"]
             | ["network", "ip_addresses", _]
-            | ["network", "ip_addresses", _, "unassign"],
+            | ["network", "ip_addresses", _, "unassign"]
+            | ["charging", "usage"],
         ) => {
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -326,7 +330,7 @@ async fn handle(
                 tracing::info!(late = ?faults.clone_late, name, "clone delayed before the VM exists (fault)");
                 tokio::time::sleep(faults.clone_late).await;
             }
-            let vm = sim.clone_vm(source, name)?;
+            let vm = sim.clone_vm(source, name).await?;
             if !faults.clone_hang.is_zero() {
                 tracing::info!(hang = ?faults.clone_hang, "clone created; holding the answer (fault)");
                 tokio::time::sleep(faults.clone_hang).await;
@@ -341,11 +345,33 @@ async fn handle(
         }
         Op::VmStop => {
             let uuid = params.required("uuid")?;
+            // `force` (default false) is a hard power-off on the real cloud (E.2.1). The sample
+            // workload keeps nothing on disk, so both kinds of stop kill it; the value is checked.
+            let force = match params.get("force") {
+                None => false,
+                Some(text) => parse_bool(text).ok_or_else(|| {
+                    ApiError::bad_request(format!("force: `{text}` is not a boolean"))
+                })?,
+            };
+            tracing::debug!(uuid, force, "stop");
+            // Answers once the VM is down, with status `stopped` (the doc's example).
             Ok(Json(sim.stop_vm(uuid).await?).into_response())
         }
         Op::VmStart => {
             let uuid = params.required("uuid")?;
+            // UNVERIFIED (PROTOCOLS.md E.2.1): the doc shows only the error body of a start; the
+            // simulator answers the VM object (status `starting`), as the Go client library decodes one.
             Ok(Json(sim.start_vm(uuid)?).into_response())
+        }
+        Op::ChargingUsage => {
+            let text = params.required("billing_account_id")?;
+            let billing = text.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "billing_account_id: `{text}` is not a whole number"
+                ))
+            })?;
+            let rows = sim.world().charging_rows(cfg, billing, chrono::Utc::now());
+            Ok(Json(rows).into_response())
         }
         Op::IpList => {
             let billing = match params.get("billing_account_id") {
@@ -379,6 +405,15 @@ async fn handle(
             let json = world.floating_ip_json_by_address(&address, cfg);
             Ok(Json(json).into_response())
         }
+    }
+}
+
+/// A form boolean: `true`/`false` in any case (the doc writes `force=True`), or `1`/`0`.
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
     }
 }
 

@@ -10,7 +10,9 @@
 //! injected (error rate, latency, a clone that never boots, a clone call that hangs, a clone that
 //! appears only after the call timed out). Like a real cloud, every call runs to its end even when the
 //! caller hangs up. The state keeps a history of every VM ever created, with its creation and
-//! deletion times. Nothing is global: any number of simulators can run in one process, each with its
+//! deletion times. Stop and start follow PROTOCOLS.md E.2.1 (a start takes its own, shorter delay;
+//! a clone call can take `clone_delay` to answer), and every VM is billed for its time running and
+//! stopped, readable in the state and at `GET charging/usage` (E.2.6). Nothing is global: any number of simulators can run in one process, each with its
 //! own address range.
 //!
 //! Layout:
@@ -20,9 +22,11 @@
 //! - `api`: the HTTP layer (routing, `apikey`, parameters, error bodies, faults, `/_sim/*`);
 //! - `process`: starting and killing workload processes;
 //! - `exporter`: each running VM's node_exporter endpoint;
-//! - `cgroup`: the CPU quota per VM (cgroup v1 or v2).
+//! - `cgroup`: the CPU quota per VM (cgroup v1 or v2);
+//! - `billing`: each VM's meter of running and stopped time, and the Charging rows.
 
 mod api;
+mod billing;
 mod cgroup;
 mod exporter;
 mod process;
@@ -63,9 +67,17 @@ pub struct SimArgs {
     /// Name of the seed VM, created running at start.
     #[arg(long, default_value = "calculate-service")]
     pub seed_name: String,
-    /// Time from a clone (or start) call until the VM is running and its workload starts.
+    /// Time from a clone call's answer until the clone is running and its workload starts.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub boot_delay: Duration,
+    /// Time from a start call until the stopped VM is running again (its disk is there already, so
+    /// it boots faster than a clone). Unset: a fifth of --boot-delay.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub start_delay: Option<Duration>,
+    /// How long the clone call itself takes before it answers: the VM is listed (not running) from
+    /// the start of the call, and its boot (--boot-delay) begins when the call answers (0s: at once).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub clone_delay: Duration,
     /// Loopback addresses handed to VMs, `FIRST-LAST` (the seed gets the first free one).
     #[arg(long, default_value = "127.0.0.10-127.0.0.250")]
     pub addresses: Ipv4Range,
@@ -108,6 +120,8 @@ impl Default for SimArgs {
             billing_account_id: 1_200_211_740,
             seed_name: "calculate-service".into(),
             boot_delay: Duration::from_secs(3),
+            start_delay: None,
+            clone_delay: Duration::ZERO,
             addresses: Ipv4Range {
                 first: Ipv4Addr::new(127, 0, 0, 10),
                 last: Ipv4Addr::new(127, 0, 0, 250),
@@ -138,6 +152,8 @@ impl SimArgs {
             billing_account_id: self.billing_account_id,
             seed_name: self.seed_name,
             boot_delay: self.boot_delay,
+            start_delay: self.start_delay,
+            clone_delay: self.clone_delay,
             addresses: self.addresses,
             service_port: self.service_port,
             exporter_port: self.exporter_port,
@@ -283,7 +299,12 @@ pub struct SimOptions {
     pub location: String,
     pub billing_account_id: u64,
     pub seed_name: String,
+    /// From a clone call's answer until the clone runs.
     pub boot_delay: Duration,
+    /// From a start call until the VM runs again; None: `boot_delay / 5`.
+    pub start_delay: Option<Duration>,
+    /// How long a clone call takes before it answers (the VM exists from the call's start).
+    pub clone_delay: Duration,
     pub addresses: Ipv4Range,
     pub service_port: u16,
     /// Port of each VM's node_exporter endpoint (9100 like the real one); must differ from the service's.
@@ -305,6 +326,8 @@ impl fmt::Debug for SimOptions {
             .field("billing_account_id", &self.billing_account_id)
             .field("seed_name", &self.seed_name)
             .field("boot_delay", &self.boot_delay)
+            .field("start_delay", &self.start_delay)
+            .field("clone_delay", &self.clone_delay)
             .field("addresses", &self.addresses)
             .field("service_port", &self.service_port)
             .field("exporter_port", &self.exporter_port)
@@ -449,13 +472,22 @@ pub struct SimState {
     #[serde(default)]
     pub cgroup: Option<String>,
     pub addresses: Ipv4Range,
+    /// From a clone call's answer until the clone runs.
+    #[serde(default, with = "duration_text")]
+    pub boot_delay: Duration,
+    /// From a start call until the VM runs again.
+    #[serde(default, with = "duration_text")]
+    pub start_delay: Duration,
+    /// How long a clone call takes before it answers.
+    #[serde(default, with = "duration_text")]
+    pub clone_delay: Duration,
     /// Every VM, oldest first.
     pub vms: Vec<SimVmState>,
     /// Every floating IP, assigned or not.
     pub floating_ips: Vec<SimFloatingIpState>,
     pub faults: Faults,
     /// Authenticated API calls per operation (`vm_list`, `vm_get`, `vm_clone`, `vm_delete`, `vm_stop`,
-    /// `vm_start`, `vm_modify`, `ip_list`, `ip_delete`, `ip_unassign`), including those a fault failed.
+    /// `vm_start`, `vm_modify`, `ip_list`, `ip_delete`, `ip_unassign`, `charging_usage`), including those a fault failed.
     pub calls: BTreeMap<String, u64>,
     /// Calls refused for a missing or wrong `apikey`.
     pub unauthorized: u64,
@@ -480,6 +512,13 @@ pub struct SimVmHistory {
     /// RFC 3339, UTC, in milliseconds: the moment it left the list (its processes are killed just
     /// after). None while it exists.
     pub deleted_at: Option<String>,
+    /// Its whole life so far (until its deletion) billed as running, in seconds (see
+    /// [`SimVmState::billed_running_seconds`]).
+    #[serde(default)]
+    pub billed_running_seconds: f64,
+    /// Its whole life so far billed as stopped, in seconds.
+    #[serde(default)]
+    pub billed_stopped_seconds: f64,
 }
 
 impl SimVmHistory {
@@ -537,6 +576,13 @@ pub struct SimVmState {
     /// What its app reports at `GET /version` (`POST /_sim/vms/{uuid}/version` deploys one).
     #[serde(default)]
     pub version: String,
+    /// Seconds since its creation billed as running: every status but `stopped` (a VM being
+    /// created or started is billed as running, as IDCloudHost bills it; PROTOCOLS.md E.2.6).
+    #[serde(default)]
+    pub billed_running_seconds: f64,
+    /// Seconds since its creation billed as stopped (status `stopped`: the disk alone).
+    #[serde(default)]
+    pub billed_stopped_seconds: f64,
 }
 
 /// One floating IP in [`SimState`].
@@ -556,6 +602,8 @@ struct Config {
     billing_account_id: u64,
     seed_name: String,
     boot_delay: Duration,
+    start_delay: Duration,
+    clone_delay: Duration,
     addresses: Ipv4Range,
     service_port: u16,
     exporter_port: u16,
@@ -617,8 +665,14 @@ impl Shared {
         Ok((uuid, ip))
     }
 
-    /// `POST user-resource/vm/clone`: the new VM, not running yet.
-    fn clone_vm(self: &Arc<Self>, source: &str, name: &str) -> Result<serde_json::Value, ApiError> {
+    /// `POST user-resource/vm/clone`: the new VM, not running yet. It is listed (status `creating`)
+    /// from the start of the call, as a cloud records a VM before it copies its disk; the call answers
+    /// after `clone_delay`, and the boot (`boot_delay`) begins then.
+    async fn clone_vm(
+        self: &Arc<Self>,
+        source: &str,
+        name: &str,
+    ) -> Result<serde_json::Value, ApiError> {
         let cfg = &self.config;
         let (json, uuid, generation, never_boots) = {
             let mut world = self.world();
@@ -654,8 +708,13 @@ impl Shared {
             tracing::info!(vm = name, %uuid, %ip, never_boots, "simulated clone created");
             (json, uuid, generation, never_boots)
         };
+        if !self.config.clone_delay.is_zero() {
+            tokio::time::sleep(self.config.clone_delay).await;
+        }
+        // Deleted meanwhile: the answer is still the VM as the call made it.
+        let json = self.world().vm_json(&uuid, cfg).unwrap_or(json);
         if !never_boots {
-            self.schedule_boot(uuid, generation);
+            self.schedule_boot(uuid, generation, self.config.boot_delay);
         }
         Ok(json)
     }
@@ -683,13 +742,13 @@ impl Shared {
         Ok(())
     }
 
-    /// After `boot_delay`, [`Shared::finish_boot`] the VM unless it changed meanwhile.
-    fn schedule_boot(self: &Arc<Self>, uuid: String, generation: u64) {
+    /// After `delay`, [`Shared::finish_boot`] the VM unless it changed meanwhile.
+    fn schedule_boot(self: &Arc<Self>, uuid: String, generation: u64, delay: Duration) {
         let sim = Arc::clone(self);
         // The workload is spawned from this async task (a runtime worker thread), never from a
         // blocking-pool thread: PR_SET_PDEATHSIG fires when the *thread* that forked exits.
         tokio::spawn(async move {
-            tokio::time::sleep(sim.config.boot_delay).await;
+            tokio::time::sleep(delay).await;
             sim.finish_boot(&uuid, generation);
         });
     }
@@ -705,7 +764,7 @@ impl Shared {
         if vm.boot_generation != generation || !vm.status.is_booting() {
             return; // stopped (and maybe started again) meanwhile
         }
-        vm.status = VmStatus::Running;
+        vm.set_status(VmStatus::Running);
         vm.address_visible = true;
         vm.touch();
         self.start_vm_processes(vm);
@@ -798,7 +857,7 @@ impl Shared {
                 .vm_mut(uuid)
                 .ok_or_else(|| ApiError::no_such_vm(uuid))?;
             if vm.status != VmStatus::Stopped {
-                vm.status = VmStatus::Stopped;
+                vm.set_status(VmStatus::Stopped);
                 vm.boot_generation += 1;
                 vm.touch();
                 tracing::info!(vm = %vm.name, uuid, "simulated VM stopped");
@@ -822,7 +881,7 @@ impl Shared {
                 .ok_or_else(|| ApiError::no_such_vm(uuid))?;
             let mut boot = None;
             if vm.status == VmStatus::Stopped {
-                vm.status = VmStatus::Starting;
+                vm.set_status(VmStatus::Starting);
                 vm.boot_generation += 1;
                 vm.touch();
                 if !vm.never_boots {
@@ -833,7 +892,7 @@ impl Shared {
             (world.vm_json(uuid, &self.config).unwrap_or_default(), boot)
         };
         if let Some(generation) = boot {
-            self.schedule_boot(uuid.to_string(), generation);
+            self.schedule_boot(uuid.to_string(), generation, self.config.start_delay);
         }
         Ok(json)
     }
@@ -967,6 +1026,8 @@ impl SimHandle {
                 billing_account_id: opts.billing_account_id,
                 seed_name: opts.seed_name,
                 boot_delay: opts.boot_delay,
+                start_delay: opts.start_delay.unwrap_or(opts.boot_delay / 5),
+                clone_delay: opts.clone_delay,
                 addresses: opts.addresses,
                 service_port: opts.service_port,
                 exporter_port: opts.exporter_port,
@@ -1275,6 +1336,16 @@ mod tests {
         assert!(Cli::try_parse_from(["sim", "--cpu-budget", "NaN"]).is_err());
         assert_eq!(Cli::try_parse_from(["sim"]).unwrap().sim.cpu_budget, None);
         assert_eq!(cli.sim.boot_delay, Duration::from_millis(250));
+        assert_eq!(
+            cli.sim.start_delay, None,
+            "unset: a fifth of the boot delay"
+        );
+        let power = Cli::try_parse_from(["sim", "--start-delay", "700ms", "--clone-delay", "2s"])
+            .unwrap()
+            .sim;
+        assert_eq!(power.start_delay, Some(Duration::from_millis(700)));
+        assert_eq!(power.clone_delay, Duration::from_secs(2));
+        assert!(Cli::try_parse_from(["sim", "--start-delay", "soon"]).is_err());
         assert_eq!(cli.sim.addresses.first, Ipv4Addr::new(127, 0, 5, 10));
         assert_eq!(cli.sim.addresses.iter().count(), 11);
         assert_eq!(cli.sim.error_rate, 0.5);

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::process::Child;
 
+use super::billing::{self, ChargingRow, Meter};
 use super::cgroup::VmCgroup;
 use super::exporter::Exporter;
 use super::{Config, Faults, Ipv4Range, SimFloatingIpState, SimState, SimVmHistory, SimVmState};
@@ -16,6 +17,8 @@ use super::{Config, Faults, Ipv4Range, SimFloatingIpState, SimState, SimVmHistor
 /// node_exporter reports it.
 pub(super) const VCPUS: u32 = 2;
 pub(super) const MEMORY_MIB: u32 = 2048;
+/// The size of its disk in GB, as its `storage` and its Charging rows report it.
+pub(super) const DISK_GB: u32 = 60;
 
 /// The owner of every simulated resource, as the API reports it.
 const USER_ID: u64 = 8;
@@ -78,9 +81,17 @@ pub(super) struct VmRecord {
     pub quota_enforced: bool,
     /// What its app reports as its version (kept in its version file).
     pub version: String,
+    /// Its time billed as running and as stopped (change `status` with [`VmRecord::set_status`]).
+    pub meter: Meter,
 }
 
 impl VmRecord {
+    /// Changes the status and bills the VM accordingly from now on (booting counts as running).
+    pub(super) fn set_status(&mut self, status: VmStatus) {
+        self.status = status;
+        self.meter.set(Utc::now(), status != VmStatus::Stopped);
+    }
+
     pub(super) fn touch(&mut self) {
         self.updated_at = Some(Utc::now());
     }
@@ -130,6 +141,8 @@ struct HistoryRecord {
     seed: bool,
     created_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
+    /// The VM's meter, ended, once it is deleted (until then the VM's own).
+    meter: Option<Meter>,
 }
 
 pub(super) struct World {
@@ -223,6 +236,7 @@ impl World {
             seed,
             created_at,
             deleted_at: None,
+            meter: None,
         });
         self.vms.push(VmRecord {
             id,
@@ -247,6 +261,7 @@ impl World {
             cgroup: None,
             quota_enforced: false,
             version: String::new(),
+            meter: Meter::new(created_at, status != VmStatus::Stopped),
         });
         uuid
     }
@@ -254,8 +269,11 @@ impl World {
     /// Removes a VM with its floating IPs; its processes and cgroup (if any) are the caller's to stop.
     pub(super) fn remove_vm(&mut self, uuid: &str) -> Option<VmRecord> {
         let index = self.vms.iter().position(|vm| vm.uuid == uuid)?;
+        let now = Utc::now();
+        self.vms[index].meter.end(now);
         if let Some(entry) = self.history.iter_mut().rev().find(|h| h.uuid == uuid) {
-            entry.deleted_at = Some(Utc::now());
+            entry.deleted_at = Some(now);
+            entry.meter = Some(self.vms[index].meter.clone());
         }
         self.floating_ips
             .retain(|ip| ip.assigned_to.as_deref() != Some(uuid));
@@ -380,7 +398,46 @@ impl World {
         serde_json::to_value(object).unwrap_or_default()
     }
 
+    /// The meter of a VM in the history: its own while it exists, else the one kept at its deletion.
+    fn history_meter<'a>(&'a self, h: &'a HistoryRecord) -> Option<&'a Meter> {
+        h.meter
+            .as_ref()
+            .or_else(|| self.vm(&h.uuid).map(|vm| &vm.meter))
+    }
+
+    /// `GET charging/usage?billing_account_id=B`: rows for `now`'s month of every VM that existed in
+    /// it, deleted ones included; none for another billing account.
+    pub(super) fn charging_rows(
+        &self,
+        config: &Config,
+        billing_account_id: u64,
+        now: DateTime<Utc>,
+    ) -> Vec<ChargingRow> {
+        if billing_account_id != config.billing_account_id {
+            return Vec::new();
+        }
+        self.history
+            .iter()
+            .filter_map(|h| {
+                let meter = self.history_meter(h)?;
+                let name = self.vm(&h.uuid).map_or(h.name.as_str(), |vm| &vm.name);
+                let shape = billing::VmShape {
+                    uuid: &h.uuid,
+                    name,
+                    vcpus: VCPUS,
+                    memory_mib: MEMORY_MIB,
+                    disk_gb: DISK_GB,
+                    billing_account_id: config.billing_account_id,
+                    user_id: USER_ID,
+                };
+                Some(billing::rows(meter, &shape, now))
+            })
+            .flatten()
+            .collect()
+    }
+
     pub(super) fn state(&self, config: &Config) -> SimState {
+        let now = Utc::now();
         SimState {
             url: config.url.clone(),
             location: config.location.clone(),
@@ -390,6 +447,9 @@ impl World {
             cpu_budget: config.cpu_budget,
             cgroup: config.cgroup_dir.clone(),
             addresses: config.addresses,
+            boot_delay: config.boot_delay,
+            start_delay: config.start_delay,
+            clone_delay: config.clone_delay,
             vms: self
                 .vms
                 .iter()
@@ -412,6 +472,8 @@ impl World {
                         .map(|ip| ip.address.to_string()),
                     created_at: api_time(vm.created_at),
                     version: vm.version.clone(),
+                    billed_running_seconds: vm.meter.lifetime_seconds(now).0,
+                    billed_stopped_seconds: vm.meter.lifetime_seconds(now).1,
                 })
                 .collect(),
             floating_ips: self
@@ -440,6 +502,12 @@ impl World {
                     seed: h.seed,
                     created_at: history_time(h.created_at),
                     deleted_at: h.deleted_at.map(history_time),
+                    billed_running_seconds: self
+                        .history_meter(h)
+                        .map_or(0.0, |m| m.lifetime_seconds(now).0),
+                    billed_stopped_seconds: self
+                        .history_meter(h)
+                        .map_or(0.0, |m| m.lifetime_seconds(now).1),
                 })
                 .collect(),
         }
@@ -536,7 +604,7 @@ fn vm_json(vm: &VmRecord, config: &Config) -> serde_json::Value {
             primary: true,
             replica: [],
             shared: false,
-            size: 60,
+            size: DISK_GB,
             kind: "block",
             updated_at: None,
             user_id: USER_ID,

@@ -126,6 +126,8 @@ pub fn sim_options(subnet: &Subnet, boot_delay: Duration) -> SimOptions {
         billing_account_id: 1_200_211_740,
         seed_name: "calculate-service".into(),
         boot_delay,
+        start_delay: None,
+        clone_delay: Duration::ZERO,
         addresses: subnet.range(10, 60),
         service_port: 3000,
         exporter_port: 9100,

@@ -1,5 +1,6 @@
-//! The IDCloudHost client against the built-in simulator: every call, error bodies, 401, 404 on
-//! delete, retries after a 500, timeouts, and the API key kept out of every message.
+//! The IDCloudHost client against the built-in simulator: every call (stop, start and charging
+//! too), error bodies, 401, 404 on delete, retries after a 500, timeouts, and the API key kept out
+//! of every message.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use crate::common::*;
 use idch_autoscaler::config::Secret;
 use idch_autoscaler::idch::client::{Deleted, RetryPolicy};
 use idch_autoscaler::idch::{CloudClient, CloudError};
-use idch_autoscaler::sim::Faults;
+use idch_autoscaler::sim::{Faults, SimHandle, SimOptions};
 
 fn fast_retries(client: CloudClient, attempts: u32) -> CloudClient {
     client.with_retry(RetryPolicy {
@@ -191,5 +192,123 @@ async fn a_call_that_hangs_times_out() {
         started.elapsed() < Duration::from_secs(2),
         "two attempts of 300 ms, not the 3 s latency"
     );
+    sim.shutdown().await;
+}
+
+fn billed(sim: &SimHandle, uuid: &str) -> (f64, f64) {
+    let state = sim.state();
+    let vm = state.vms.iter().find(|vm| vm.uuid == uuid).unwrap();
+    (vm.billed_running_seconds, vm.billed_stopped_seconds)
+}
+
+async fn wait_status(client: &CloudClient, uuid: &str, status: &str) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("the VM is {status}"),
+        || async {
+            client
+                .get_vm(uuid)
+                .await
+                .ok()
+                .filter(|vm| vm.status == status)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_start_go_through_the_states_and_billing_follows() {
+    let start_delay = Duration::from_millis(800);
+    let sim = TestSim::start(|subnet| SimOptions {
+        start_delay: Some(start_delay),
+        ..sim_options(subnet, Duration::from_millis(100))
+    })
+    .await;
+    let client = client_for(&sim);
+    let seed = sim.seed_uuid();
+
+    let stopped = client.stop_vm(&seed).await.unwrap();
+    assert_eq!(stopped.uuid, seed);
+    assert_eq!(stopped.status, "stopped");
+    assert!(!client.get_vm(&seed).await.unwrap().is_running());
+    let (running, stopped_s) = billed(&sim, &seed);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (running_later, stopped_later) = billed(&sim, &seed);
+    assert_eq!(running_later, running, "a stopped VM bills no running time");
+    assert!(
+        stopped_later - stopped_s >= 0.5,
+        "{stopped_s} -> {stopped_later}"
+    );
+
+    let asked = std::time::Instant::now();
+    let started = client.start_vm(&seed).await.unwrap();
+    let started = started.expect("the simulator answers a VM object");
+    assert_eq!(started.uuid, seed);
+    assert!(!started.is_running(), "a start is not running at once");
+    wait_status(&client, &seed, "running").await;
+    assert!(asked.elapsed() >= start_delay, "{:?}", asked.elapsed());
+    let (running_after, stopped_after) = billed(&sim, &seed);
+    assert!(
+        running_after - running_later >= 0.7,
+        "starting and running bill as running: {running_later} -> {running_after}"
+    );
+    assert!(
+        stopped_after - stopped_later < 0.3,
+        "{stopped_later} -> {stopped_after}"
+    );
+
+    // Stop and start are retried after a 500, like the reads (repeating them does no harm).
+    let client = fast_retries(client, 3);
+    sim.set_faults(Faults {
+        fail_next: 1,
+        ..Faults::default()
+    });
+    assert_eq!(client.stop_vm(&seed).await.unwrap().status, "stopped");
+    sim.set_faults(Faults {
+        fail_next: 1,
+        ..Faults::default()
+    });
+    assert!(client.start_vm(&seed).await.unwrap().is_some());
+    wait_status(&client, &seed, "running").await;
+    let state = sim.state();
+    assert_eq!(state.calls["vm_stop"], 3);
+    assert_eq!(state.calls["vm_start"], 3);
+
+    // An unknown VM is a NotFound, for stop and start alike.
+    let err = client.stop_vm("no-such-vm").await.unwrap_err();
+    assert!(matches!(err, CloudError::NotFound { .. }), "{err:?}");
+    let err = client.start_vm("no-such-vm").await.unwrap_err();
+    assert!(matches!(err, CloudError::NotFound { .. }), "{err:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charging_usage_rows_are_read_per_vm() {
+    let sim = start_sim(Duration::from_millis(100)).await;
+    let client = client_for(&sim);
+    let seed = sim.seed_uuid();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.stop_vm(&seed).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let rows = client
+        .charging_usage(sim.billing_account_id())
+        .await
+        .unwrap();
+    let mine: Vec<_> = rows.iter().filter(|r| r.owner_uuid == seed).collect();
+    assert_eq!(mine.len(), 2, "a running and a stopped row: {rows:?}");
+    let (running, stopped) = billed(&sim, &seed);
+    let running_row = mine.iter().find(|r| r.price == 0.02882).unwrap();
+    let stopped_row = mine.iter().find(|r| r.price == 0.0028).unwrap();
+    assert_eq!(running_row.price_unit, "h");
+    assert!((running_row.hours * 3600.0 - running).abs() < 1.0);
+    assert!((stopped_row.hours * 3600.0 - stopped).abs() < 1.0);
+    assert!(stopped_row.description.ends_with(", stopped"));
+    let cost: f64 = mine.iter().map(|r| r.cost).sum();
+    assert!(cost > 0.0);
+    assert_eq!(running_row.configurations[0].vm_name, "calculate-service");
+    assert_eq!(running_row.configurations[0].cpus, Some(2));
+
+    assert!(client.charging_usage(1).await.unwrap().is_empty());
     sim.shutdown().await;
 }

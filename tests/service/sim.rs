@@ -5,6 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idch_autoscaler::idch::wire;
@@ -1594,5 +1595,278 @@ async fn the_state_keeps_every_vm_ever_created_with_its_lifetime() {
         fresh.address
     );
     assert_eq!(fresh.address, net.ip(13));
+    sim.shutdown().await;
+}
+
+// ---- power and billing (issue 10: PROTOCOLS.md E.2.1, E.2.6) ------------------------------------
+
+impl Api {
+    /// `GET charging/usage` (not location-specific: no slug).
+    async fn charging(&self, query: &[(&str, &str)]) -> reqwest::Response {
+        let base = self.base.trim_end_matches("/jkt01");
+        self.http
+            .get(format!("{base}/charging/usage"))
+            .query(query)
+            .header("apikey", KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn billed(sim: &SimHandle, uuid: &str) -> (f64, f64) {
+    let state = sim.state();
+    let vm = state.vms.iter().find(|vm| vm.uuid == uuid).unwrap();
+    (vm.billed_running_seconds, vm.billed_stopped_seconds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_kills_the_workload_and_start_brings_it_back_after_the_start_delay() {
+    let net = Subnet::claim();
+    let start_delay = Duration::from_millis(1500);
+    let sim = SimHandle::start(SimOptions {
+        start_delay: Some(start_delay),
+        ..options(&net)
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&sim);
+    let seed = sim.seed_uuid();
+    wait_calculate(sim.seed_ip()).await;
+    wait_exporter(sim.seed_ip()).await;
+
+    // `force` is accepted and checked (the doc spells it `force=True`).
+    let resp = api
+        .http
+        .post(api.url("user-resource/vm/stop"))
+        .header("apikey", KEY)
+        .form(&[("uuid", seed.as_str()), ("force", "maybe")])
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_error(resp, StatusCode::BAD_REQUEST)
+        .await
+        .contains("force"));
+    assert!(
+        calculate_answers(sim.seed_ip()).await,
+        "a bad stop changes nothing"
+    );
+
+    let resp = api
+        .http
+        .post(api.url("user-resource/vm/stop"))
+        .header("apikey", KEY)
+        .form(&[("uuid", seed.as_str()), ("force", "True")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stopped: Value = resp.json().await.unwrap();
+    assert_eq!(stopped["status"], "stopped");
+    assert_eq!(stopped["uuid"], seed.as_str());
+    // The answer comes once the VM is down: its port refuses at once, its exporter too.
+    assert!(
+        refused(sim.seed_ip()).await,
+        "the workload is killed by the stop"
+    );
+    wait_exporter_refused(sim.seed_ip()).await;
+    assert_eq!(api.get_vm(&seed).await["status"], "stopped");
+    assert!(sim.state().vms[0].pid.is_none());
+    // Stopping again is harmless: still stopped.
+    let again: Value = api.post_uuid("stop", &seed).await.json().await.unwrap();
+    assert_eq!(again["status"], "stopped");
+
+    let asked = Instant::now();
+    let resp = api.post_uuid("start", &seed).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let starting: Value = resp.json().await.unwrap();
+    assert_eq!(starting["uuid"], seed.as_str());
+    assert_eq!(starting["status"], "starting");
+    assert!(
+        refused(sim.seed_ip()).await,
+        "not back before the start delay"
+    );
+    api.wait_running(&seed).await;
+    assert!(
+        asked.elapsed() >= start_delay,
+        "running after {:?}, before the start delay",
+        asked.elapsed()
+    );
+    // Running means its health probes pass: the app and the exporter answer.
+    wait_calculate(sim.seed_ip()).await;
+    wait_exporter(sim.seed_ip()).await;
+    assert_eq!(sim.state().start_delay, start_delay);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_delay_defaults_to_a_fifth_of_the_boot_delay() {
+    let net = Subnet::claim();
+    let sim = SimHandle::start(SimOptions {
+        boot_delay: Duration::from_secs(5),
+        ..options(&net)
+    })
+    .await
+    .unwrap();
+    let state = sim.state();
+    assert_eq!(state.boot_delay, Duration::from_secs(5));
+    assert_eq!(state.start_delay, Duration::from_secs(1));
+    assert_eq!(state.clone_delay, Duration::ZERO);
+    sim.shutdown().await;
+    let args = SimArgs::default();
+    assert_eq!(args.start_delay, None);
+    assert_eq!(args.clone_delay, Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clone_call_takes_the_clone_delay_with_the_vm_listed_meanwhile() {
+    let net = Subnet::claim();
+    let clone_delay = Duration::from_millis(1500);
+    let sim = SimHandle::start(SimOptions {
+        clone_delay,
+        ..options(&net)
+    })
+    .await
+    .unwrap();
+    let api = Arc::new(Api::new(&sim));
+    let seed = sim.seed_uuid();
+    let asked = Instant::now();
+    let call = {
+        let api = Arc::clone(&api);
+        tokio::spawn(async move { api.clone_ok(&seed, "clone-slow").await })
+    };
+    // While the call runs the clone is listed, not running.
+    let listed = eventually(Duration::from_secs(10), "the clone is listed", || async {
+        api.list()
+            .await
+            .into_iter()
+            .find(|vm| vm["name"] == "clone-slow")
+    })
+    .await;
+    assert!(!call.is_finished(), "the clone call answered at once");
+    assert_ne!(listed["status"], "running");
+    let answered = call.await.unwrap();
+    assert!(
+        asked.elapsed() >= clone_delay,
+        "the clone call took only {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(answered["uuid"], listed["uuid"]);
+    assert_ne!(
+        answered["status"], "running",
+        "the boot begins at the answer"
+    );
+    let uuid = answered["uuid"].as_str().unwrap().to_string();
+    let running = api.wait_running(&uuid).await;
+    wait_calculate(ip_of(&running)).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_splits_running_and_stopped_seconds_and_charging_rows_follow() {
+    let net = Subnet::claim();
+    let sim = SimHandle::start(options(&net)).await.unwrap();
+    let api = Api::new(&sim);
+    let seed = sim.seed_uuid();
+    let born = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    assert_eq!(api.post_uuid("stop", &seed).await.status(), StatusCode::OK);
+    let ran = born.elapsed().as_secs_f64();
+    let (running, stopped) = billed(&sim, &seed);
+    assert!(
+        running >= 0.9 && running <= ran + 0.5,
+        "running {running}s of {ran}s"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (running_later, stopped_later) = billed(&sim, &seed);
+    assert_eq!(running_later, running, "no running time while stopped");
+    assert!(
+        stopped_later - stopped >= 1.4 && stopped_later - stopped <= 4.0,
+        "stopped {stopped}s -> {stopped_later}s"
+    );
+
+    // A starting VM is billed as running again, from the start call on.
+    assert_eq!(api.post_uuid("start", &seed).await.status(), StatusCode::OK);
+    let (r1, s1) = billed(&sim, &seed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (r2, s2) = billed(&sim, &seed);
+    assert_eq!(s2, s1, "no stopped time while starting");
+    assert!(r2 - r1 >= 0.4, "running {r1}s -> {r2}s");
+
+    // charging/usage: a running row and a stopped row for the seed, hours and cost from them.
+    let resp = api
+        .charging(&[("billing_account_id", &sim.billing_account_id().to_string())])
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rows: Vec<Value> = resp.json().await.unwrap();
+    let (run_s, stop_s) = billed(&sim, &seed);
+    let row = |stopped: bool| {
+        rows.iter()
+            .find(|r| {
+                r["owner_uuid"] == seed.as_str()
+                    && r["description"].as_str().unwrap().ends_with(", stopped") == stopped
+            })
+            .unwrap_or_else(|| panic!("no {stopped} row in {rows:?}"))
+            .clone()
+    };
+    let (run_row, stop_row) = (row(false), row(true));
+    assert_eq!(run_row["price"], 0.02882);
+    assert_eq!(stop_row["price"], 0.0028);
+    assert_eq!(run_row["price_unit"], "h");
+    for (r, secs) in [(&run_row, run_s), (&stop_row, stop_s)] {
+        let hours = r["hours"].as_f64().unwrap();
+        assert!((hours * 3600.0 - secs).abs() < 1.0, "{r} vs {secs}s");
+        let cost = r["cost"].as_f64().unwrap();
+        assert!(
+            (cost - hours * r["price"].as_f64().unwrap()).abs() < 1e-5,
+            "{r}"
+        );
+        assert_eq!(r["configurations"][0]["vm_name"], "calculate-service");
+        assert_eq!(r["configurations"][0]["cpus"], 2);
+        assert_eq!(r["configurations"][0]["ram_MB"], 2048);
+        assert_eq!(r["billing_account_id"], sim.billing_account_id());
+    }
+
+    // A deleted VM keeps its rows this month, and its billed time stops growing.
+    let clone = api.clone_ok(&sim.seed_uuid(), "clone-billed").await;
+    let uuid = clone["uuid"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(api.delete(&uuid).await.status(), StatusCode::OK);
+    let gone = |state: &SimState| {
+        state
+            .history
+            .iter()
+            .find(|h| h.uuid == uuid)
+            .unwrap()
+            .billed_running_seconds
+    };
+    let at_delete = gone(&sim.state());
+    assert!(at_delete >= 0.25, "{at_delete}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gone(&sim.state()), at_delete);
+    let rows: Vec<Value> = api
+        .charging(&[("billing_account_id", &sim.billing_account_id().to_string())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(rows.iter().any(|r| r["owner_uuid"] == uuid.as_str()));
+
+    // Another account sees nothing; a missing or bad account is a 400.
+    let other: Vec<Value> = api
+        .charging(&[("billing_account_id", "1")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+    assert_error(api.charging(&[]).await, StatusCode::BAD_REQUEST).await;
+    assert_error(
+        api.charging(&[("billing_account_id", "x")]).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(sim.state().calls["charging_usage"] >= 4);
     sim.shutdown().await;
 }
