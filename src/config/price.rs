@@ -8,8 +8,6 @@
 use serde::de::{Deserializer, Error};
 use serde::Deserialize;
 
-use crate::pool::cost::Prices;
-
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
@@ -39,15 +37,6 @@ impl Default for PriceConfig {
             running_per_hour: running_default(),
             stopped_per_hour: stopped_default(),
             currency: currency_default(),
-        }
-    }
-}
-
-impl PriceConfig {
-    pub fn prices(&self) -> Prices {
-        Prices {
-            running_per_hour: self.running_per_hour,
-            stopped_per_hour: self.stopped_per_hour,
         }
     }
 }

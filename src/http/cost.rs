@@ -9,7 +9,7 @@ use chrono::{Datelike, TimeZone, Utc};
 
 use super::webhooks::{blocking, find_pool, parse_query};
 use super::{ApiError, AppState, PoolName};
-use crate::pool::cost::cost;
+use crate::pool::cost::{cost, Prices};
 
 fn bad(why: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, why)
@@ -89,7 +89,7 @@ pub async fn get_cost(
         })
     })
     .await?;
-    let c = cost(&intervals, since, until, price.prices());
+    let c = cost(&intervals, since, until, Prices::of(&price));
     Ok(Json(serde_json::json!({
         "pool": pool,
         "since": at(since),

@@ -57,6 +57,14 @@ pub struct Prices {
 }
 
 impl Prices {
+    /// A pool's `price`.
+    pub fn of(config: &crate::config::PriceConfig) -> Prices {
+        Prices {
+            running_per_hour: config.running_per_hour,
+            stopped_per_hour: config.stopped_per_hour,
+        }
+    }
+
     pub fn per_hour(&self, state: VmState) -> f64 {
         match state {
             VmState::Running => self.running_per_hour,

@@ -3,13 +3,13 @@
 //! store's writer thread (never written on the loop).
 
 use super::PoolReconciler;
-use crate::pool::cost::{Change, VmState};
+use crate::pool::cost::{Change, Prices, VmState};
 
 impl PoolReconciler {
     /// Counts the seconds up to `now` into `idch_autoscaler_pool_vm_seconds_total` and
     /// `idch_autoscaler_pool_cost_total`.
     fn accrue_cost(&mut self, now: f64) {
-        let prices = self.pool.price.prices();
+        let prices = Prices::of(&self.pool.price);
         for (state, secs) in self.lifetimes.accrue(now) {
             self.metrics
                 .pool_vm_seconds

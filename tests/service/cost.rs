@@ -221,3 +221,51 @@ async fn bad_windows_are_refused_saying_why() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_clone_is_billed_at_the_stopped_price() {
+    let app = TestApp::spawn().await;
+    app.set_desired(2).await;
+    let s = wait_ready(&app.http, &app.url, 2, Duration::from_secs(30)).await;
+    let clone = s["backends"][1]["uuid"].as_str().unwrap().to_string();
+    let r = app
+        .http
+        .post(format!("{}/v1/jkt01/user-resource/vm/stop", app.sim.url()))
+        .header("apikey", API_KEY)
+        .form(&[("uuid", clone.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    // A few lists later the service has switched the clone's interval to stopped.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let since = Utc::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let until = Utc::now();
+    let (status, body) = cost(&app, &format!("?since={}&until={}", at(since), at(until))).await;
+    assert_eq!(status, 200, "{body}");
+    let window = secs(since, until);
+    let running = body["vm_hours"]["running"].as_f64().unwrap() * 3600.0;
+    let stopped = body["vm_hours"]["stopped"].as_f64().unwrap() * 3600.0;
+    // The seed runs, the clone is stopped, over the whole window.
+    assert!((running - window).abs() < 0.05, "{window} s: {body}");
+    assert!((stopped - window).abs() < 0.05, "{window} s: {body}");
+    let expected = (running * RUNNING + stopped * 0.0028) / 3600.0;
+    assert!(
+        (body["cost"].as_f64().unwrap() - expected).abs() < 1e-12,
+        "{body}"
+    );
+    assert_eq!(body["peak_vms"], 2, "{body}");
+    let text = metrics_text(&app.http, &app.url).await;
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "idch_autoscaler_pool_vm_seconds_total{pool=\"calculate\",state=\"stopped\"}",
+            )
+        })
+        .unwrap();
+    let counted: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(counted >= 2.0, "{line}");
+    app.stop().await;
+}
