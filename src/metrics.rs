@@ -51,6 +51,10 @@ pub struct Metrics {
     /// Notifications by `target` (its name or index, never the URL) and `result` (`delivered`,
     /// `failed` after the last retry, `dropped` from a full queue).
     pub notifications: Family<Labels, Counter>,
+    /// VM-seconds of each pool's VMs (seed included) by `state` (`running`, `stopped`), from
+    /// the lifecycle record; and their cost by `pool` and `currency` at the pool's `price`.
+    pub pool_vm_seconds: Family<Labels, Counter<f64, AtomicU64>>,
+    pub pool_cost: Family<Labels, Counter<f64, AtomicU64>>,
 }
 
 fn state_histogram() -> Histogram {
@@ -159,8 +163,22 @@ impl Metrics {
             "Notifications by target and result (delivered, failed, dropped)",
             notifications.clone(),
         );
+        let pool_vm_seconds = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "pool_vm_seconds",
+            "VM-seconds of the pool's VMs (seed included) by pool and billing state (running, stopped)",
+            pool_vm_seconds.clone(),
+        );
+        let pool_cost = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "pool_cost",
+            "What the pool's VM-seconds cost at its configured price, by pool and currency",
+            pool_cost.clone(),
+        );
         Self {
             registry,
+            pool_vm_seconds,
+            pool_cost,
             refresh_running,
             refresh_total,
             refresh_replaced,

@@ -10,6 +10,7 @@
 mod de;
 mod http;
 mod notify;
+mod price;
 mod schedule;
 mod secret;
 mod validate;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 pub use http::HttpConfig;
 pub use notify::{NotifyConfig, NotifyEvent, NotifyFormat};
+pub use price::PriceConfig;
 pub use schedule::{CronExpr, ScheduleConfig};
 pub use secret::{Secret, SecretSource};
 
@@ -420,6 +422,9 @@ pub struct PoolConfig {
     /// `[pool.refresh]`: rolling refresh onto the seed's current disk.
     #[serde(default)]
     pub refresh: RefreshConfig,
+    /// `price = { running_per_hour, stopped_per_hour, currency }`: what one VM costs.
+    #[serde(default)]
+    pub price: PriceConfig,
 }
 
 /// `[pool.refresh]`.

@@ -2,6 +2,7 @@
 //! types live beside the route that speaks them.
 
 pub mod auth;
+pub mod cost;
 pub mod plan;
 pub mod refresh;
 pub mod status;
@@ -104,6 +105,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/pools/{pool}", get(status::get_pool))
         .route("/v1/pools/{pool}/activities", get(webhooks::activities))
         .route("/v1/pools/{pool}/plan", get(plan::get_plan))
+        .route("/v1/pools/{pool}/cost", get(cost::get_cost))
         .route("/metrics", get(metrics_handler))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),

@@ -5,6 +5,7 @@
 //! (de)serialises. Every function takes data (including `now`) and returns data.
 
 pub mod backend;
+pub mod cost;
 pub mod decide;
 pub mod plan;
 pub mod refresh;

@@ -8,6 +8,7 @@
 //! cloud call; it awaits only the local, durable write of a drain's intent before the VM leaves
 //! Traefik's list. Cloud errors back off and are recorded; the loop never dies.
 
+mod cost;
 pub mod executor;
 pub mod lister;
 mod planned;
@@ -132,6 +133,8 @@ pub struct PoolReconciler {
     planned: crate::snapshot::plan::PlanView,
     /// A dry run: the steps (action, VM) of the last pass, each recorded once.
     rehearsed: HashSet<(&'static str, String)>,
+    /// The open intervals of the pool's lifecycle record (`cost.rs`).
+    lifetimes: crate::pool::cost::Lifetimes,
 }
 
 impl PoolReconciler {
@@ -147,6 +150,8 @@ impl PoolReconciler {
             }
         }
         let announced = deps.store.announced(&pool.name)?;
+        let lifetimes =
+            crate::pool::cost::Lifetimes::resume(deps.store.open_lifetimes(&pool.name)?, started);
         let traefik_polls = deps.store.meta(TRAEFIK_POLLED)?.is_some();
         let (tx, events) = mpsc::unbounded_channel();
         let cloud = deps.cloud.clone();
@@ -197,6 +202,7 @@ impl PoolReconciler {
             dry_run: deps.dry_run,
             planned: Self::initial_plan(&pool_name, deps.dry_run),
             rehearsed: HashSet::new(),
+            lifetimes,
         })
     }
 
@@ -555,6 +561,7 @@ impl PoolReconciler {
             warn!(seed = %self.pool.seed_vm, "the seed VM is not in the cloud's VM list");
         }
         self.view.backends = next;
+        self.record_lifetimes(now);
         self.view.seed_present = seed_present;
         self.view.cloud_ok = true;
         self.view.last_error = None;
@@ -834,6 +841,7 @@ impl PoolReconciler {
             Event::Deleted { uuid, name, result } => match result {
                 Ok(how) => {
                     info!(vm = %name, uuid = %uuid, ?how, "deleted");
+                    self.record_deleted(&uuid, now);
                     if let Some(i) = self.view.backends.iter().position(|b| b.uuid == uuid) {
                         let b = self.view.backends.remove(i);
                         self.time_in_state(b.state, now - b.since);

@@ -15,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::pool::decide::Clocks;
 pub use crate::pool::plan::{Intent, Phase};
 
+mod lifetimes;
 mod refresh;
 mod replay;
 mod writer;
@@ -115,6 +116,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(refresh::SCHEMA)?;
+        conn.execute_batch(lifetimes::SCHEMA)?;
         migrate_intents(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),

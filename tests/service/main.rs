@@ -14,6 +14,7 @@ mod common;
 
 mod api;
 mod client;
+mod cost;
 mod dry_run;
 mod fuzz;
 mod hardening;

@@ -647,6 +647,8 @@ fn grafana_datasource_and_dashboard_provisioning_follow_the_documented_schema() 
         "idch_autoscaler_webhook_decisions_total",
         "idch_autoscaler_refresh_replaced_clones",
         "idch_autoscaler_refresh_old_clones",
+        "idch_autoscaler_pool_cost_total",
+        "idch_autoscaler_pool_vm_seconds_total",
     ] {
         assert!(all.contains(metric), "the dashboard does not show {metric}");
     }
