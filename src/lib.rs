@@ -18,6 +18,7 @@
 //!   app that simulated VMs run; apart from the service (they import nothing from it).
 
 pub mod backoff;
+pub mod billing;
 pub mod check;
 pub mod clock;
 pub mod config;

@@ -29,6 +29,8 @@ pub struct Application {
     http: crate::config::HttpConfig,
     reconcilers: Vec<PoolReconciler>,
     lister: Lister,
+    /// For the charging fetcher (`billing.rs`).
+    cloud: crate::idch::CloudClient,
 }
 
 /// How `run` was asked to run, beside the configuration.
@@ -123,6 +125,7 @@ impl Application {
             webhook_auth: Arc::new(webhook_auth),
             controls: Arc::new(controls),
             store,
+            charging: crate::billing::Charging::new(config.cloud.billing_account_id),
         };
         Ok(Application {
             listener,
@@ -132,6 +135,7 @@ impl Application {
             http: config.http.clone(),
             reconcilers,
             lister,
+            cloud,
         })
     }
 
@@ -188,6 +192,9 @@ impl Application {
             .map(|r| tokio::spawn(r.run(shutdown.clone())))
             .collect();
         tasks.push(tokio::spawn(self.lister.run(shutdown.clone())));
+        tasks.push(tokio::spawn(
+            self.app.charging.clone().run(self.cloud, shutdown.clone()),
+        ));
         for control in self.app.controls.iter() {
             tasks.push(tokio::spawn(crate::scheduler::run(
                 control.clone(),

@@ -83,6 +83,7 @@ router = {{ rule = "Path(`/calculate`)", entry_points = ["web"] }}
             webhook_auth: Arc::new(WebhookAuth::new(&config.auth, &Secrets::default())),
             controls: Arc::new(controls),
             store,
+            charging: idch_autoscaler::billing::Charging::new(None),
         };
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;

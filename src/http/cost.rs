@@ -46,6 +46,36 @@ fn month_start(now: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// IDCloudHost's own month-to-date figures for the VMs of these intervals, when
+/// `billing_account_id` is set: `null` without one, `{"error"}` until a fetch succeeded.
+fn billed_json(app: &AppState, intervals: &[crate::pool::cost::Interval]) -> serde_json::Value {
+    if app.charging.billing_account_id.is_none() {
+        return serde_json::Value::Null;
+    }
+    let Some(last) = app.charging.last() else {
+        return serde_json::json!({
+            "source": "charging/usage", "error": "not fetched yet: the first fetch runs at start",
+        });
+    };
+    match &last.rows {
+        Err(e) => serde_json::json!({
+            "source": "charging/usage", "fetched_at": at(last.at), "error": e,
+        }),
+        Ok(rows) => {
+            let uuids = intervals.iter().map(|i| i.uuid.as_str()).collect();
+            let (running, stopped, cost, vms) = crate::billing::billed(rows, &uuids);
+            serde_json::json!({
+                "source": "charging/usage",
+                "fetched_at": at(last.at),
+                "month_to_date": true,
+                "vm_hours": { "running": running, "stopped": stopped },
+                "cost": cost,
+                "vms": vms,
+            })
+        }
+    }
+}
+
 /// 404 for an unknown pool; 400 for a time that does not parse, `since` not before `until`,
 /// or `since` in the future. An `until` after now is now.
 pub async fn get_cost(
@@ -90,6 +120,7 @@ pub async fn get_cost(
     })
     .await?;
     let c = cost(&intervals, since, until, Prices::of(&price));
+    let billed = billed_json(&app, &intervals);
     Ok(Json(serde_json::json!({
         "pool": pool,
         "since": at(since),
@@ -107,6 +138,7 @@ pub async fn get_cost(
             "running_per_hour": price.running_per_hour,
             "stopped_per_hour": price.stopped_per_hour,
         },
+        "billed": billed,
     }))
     .into_response())
 }

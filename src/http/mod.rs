@@ -35,6 +35,8 @@ pub struct AppState {
     /// Desired size per pool, in configuration order.
     pub controls: Arc<Vec<Arc<crate::control::PoolControl>>>,
     pub store: Arc<crate::store::Store>,
+    /// IDCloudHost's month-to-date figures, when `billing_account_id` is set (`billing.rs`).
+    pub charging: Arc<crate::billing::Charging>,
 }
 
 /// A JSON error answer: `{"error": "..."}` with a status code, and for a 401 the

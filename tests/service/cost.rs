@@ -269,3 +269,52 @@ async fn a_stopped_clone_is_billed_at_the_stopped_price() {
     assert!(counted >= 2.0, "{line}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clouds_own_month_to_date_figures_are_shown_beside_ours() {
+    // Without a billing account: no cloud figures.
+    let app = TestApp::builder().spawn().await;
+    let (status, body) = cost(&app, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["billed"].is_null(), "{body}");
+    app.stop().await;
+
+    let mut app = TestApp::builder()
+        .config(|c| c.cloud.billing_account_id = Some(1_200_211_740))
+        .spawn()
+        .await;
+    app.set_desired(2).await;
+    wait_ready(&app.http, &app.url, 2, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The fetch runs at start (then every 10 minutes): a restart reads both VMs.
+    app.stop_service().await;
+    app.start_service().await;
+    app.wait_synced().await;
+    let billed = eventually(
+        Duration::from_secs(10),
+        "charging/usage fetched",
+        || async {
+            let (_, body) = cost(&app, "").await;
+            body["billed"]["vms"].as_u64().map(|_| body)
+        },
+    )
+    .await;
+    let b = &billed["billed"];
+    assert_eq!(b["source"], "charging/usage");
+    assert_eq!(b["vms"], 2, "the seed and the clone: {billed}");
+    assert_eq!(b["month_to_date"], true);
+    let cloud_hours = b["vm_hours"]["running"].as_f64().unwrap();
+    let our_hours = billed["vm_hours"]["running"].as_f64().unwrap();
+    assert!(cloud_hours > 0.0, "{billed}");
+    // The simulator bills from creation (before our first list saw the VM) to its fetch.
+    assert!(
+        (cloud_hours - our_hours).abs() < 10.0 / 3600.0,
+        "the cloud's {cloud_hours} h and ours {our_hours} h agree within seconds: {billed}"
+    );
+    let cloud_cost = b["cost"].as_f64().unwrap();
+    assert!(
+        (cloud_cost - cloud_hours * RUNNING).abs() < 1e-5,
+        "{billed}"
+    );
+    app.stop().await;
+}
