@@ -512,10 +512,14 @@ mod tests {
         std::os::unix::fs::symlink("/bin/sleep", &exe).unwrap();
         let mut child = std::process::Command::new(&exe).arg("30").spawn().unwrap();
         let me = read_stat(&open_process(std::process::id()).unwrap()).unwrap();
-        // Wait (up to 5 s) until the child has exec'd sleep: its name is then the link's.
+        // Wait (up to 5 s) until the child has exec'd sleep: its name is then the link's, and
+        // (a moment later, once the loader has mapped it) its resident memory is sleep's.
         let deadline = Instant::now() + Duration::from_secs(5);
         let process = open_process(child.id()).unwrap();
-        while process.stat().unwrap().comm != "x) (y z" && Instant::now() < deadline {
+        while (process.stat().unwrap().comm != "x) (y z"
+            || read_rss_bytes(&process).unwrap_or(0) < 64 << 10)
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         let comm = process.stat().unwrap().comm;
