@@ -251,8 +251,10 @@ async fn a_target_that_is_down_or_hangs_does_not_slow_scaling() {
     assert_eq!(answer.status(), 200);
     let body: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(body["decision"], "accepted", "{body}");
+    // Far below what waiting for a target would take (the hanging one's timeout is 60 s, the
+    // down one's retries about a minute), and loose enough for a busy CI machine's fsyncs.
     assert!(
-        answered < Duration::from_secs(2),
+        answered < Duration::from_secs(10),
         "the webhook answered in {answered:?}"
     );
     // Two clones boot and pass the health gate in the usual time, while one target holds
@@ -266,7 +268,11 @@ async fn a_target_that_is_down_or_hangs_does_not_slow_scaling() {
     // A second decision is as quick while both targets are still stuck.
     let started = Instant::now();
     app.set_desired(1).await;
-    assert!(started.elapsed() < Duration::from_secs(2));
+    let decided = started.elapsed();
+    assert!(
+        decided < Duration::from_secs(10),
+        "the second decision took {decided:?}"
+    );
     let metrics = metrics_text(&app.http, &app.url).await;
     assert!(metrics.contains("target=\"hangs\""), "{metrics}");
     assert!(!metrics.contains(&hanging.url), "no URL in the metrics");
