@@ -124,13 +124,13 @@ mod tests {
             store.clone(),
             "[[pool.schedule]]\nname = \"late\"\ncron = \"30 23 * * *\"\ntimezone = \"Asia/Jakarta\"\nduration = \"90m\"\nmin = 3\n",
         );
-        c.init_from_observed(1).unwrap();
         let tz = chrono_tz::Asia::Jakarta;
         // Start at noon in Jakarta, whatever the real time: no window is open then, and the
         // next opening is tonight's (a real time between 22:30 and 01:00 there would have one
-        // open or due within the hour).
+        // open or due within the hour). Nothing reads the schedule before this.
         let noon = next_at(tz, 12, 0);
         tokio::time::advance(Duration::from_secs_f64(noon - crate::clock::now())).await;
+        c.init_from_observed(1).unwrap();
         let shutdown = Shutdown::new();
         let task = tokio::spawn(run(c.clone(), shutdown.clone()));
         let opens = next_at(tz, 23, 30);
