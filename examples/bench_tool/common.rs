@@ -141,6 +141,25 @@ impl Args {
 pub const API_KEY: &str = "bench-api-key";
 pub const API_KEY_ENV: &str = "IDCH_BENCH_API_KEY";
 
+/// A simulator in this process on `addresses` (e.g. `127.78.0.10-127.78.0.250`), booting clones
+/// after `boot_delay`, accepting [`API_KEY`].
+pub async fn start_sim(
+    boot_delay: Duration,
+    addresses: &str,
+) -> anyhow::Result<std::sync::Arc<idch_autoscaler::sim::SimHandle>> {
+    let mut opts = idch_autoscaler::sim::SimArgs {
+        listen: "127.0.0.1:0".parse()?,
+        boot_delay,
+        addresses: addresses.parse().map_err(anyhow::Error::msg)?,
+        ..idch_autoscaler::sim::SimArgs::default()
+    }
+    .into_options(this_exe()?)?;
+    opts.api_key = API_KEY.into();
+    Ok(std::sync::Arc::new(
+        idch_autoscaler::sim::SimHandle::start(opts).await?,
+    ))
+}
+
 /// The release service binary, run as its own process (`run --config FILE`), logging to a file.
 /// Killed when dropped.
 pub struct Service {

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use idch_autoscaler::sim::{Faults, SimArgs, SimHandle};
+use idch_autoscaler::sim::Faults;
 
-use crate::common::{free_port, percentile, this_exe, Args, Service, API_KEY, API_KEY_ENV};
+use crate::common::{free_port, percentile, start_sim, Args, Service, API_KEY_ENV};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let args = Args::new(args);
@@ -60,17 +60,7 @@ async fn one_run(
     clone_call: Duration,
     boot: Duration,
 ) -> anyhow::Result<f64> {
-    let mut opts = SimArgs {
-        listen: "127.0.0.1:0".parse()?,
-        boot_delay: boot,
-        addresses: "127.79.0.10-127.79.0.250"
-            .parse()
-            .map_err(anyhow::Error::msg)?,
-        ..SimArgs::default()
-    }
-    .into_options(this_exe()?)?;
-    opts.api_key = API_KEY.into();
-    let sim = Arc::new(SimHandle::start(opts).await?);
+    let sim = start_sim(boot, "127.79.0.10-127.79.0.250").await?;
     sim.set_faults(Faults {
         clone_late: clone_call,
         ..Faults::default()

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use idch_autoscaler::sim::{SimArgs, SimHandle};
+use idch_autoscaler::sim::SimHandle;
 
-use crate::common::{free_port, summary_ms, this_exe, Args, Service, API_KEY, API_KEY_ENV};
+use crate::common::{free_port, start_sim, summary_ms, Args, Service, API_KEY_ENV};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let args = Args::new(args);
@@ -38,17 +38,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let mut opts = SimArgs {
-            listen: "127.0.0.1:0".parse()?,
-            boot_delay,
-            addresses: "127.79.0.10-127.79.0.250"
-                .parse()
-                .map_err(anyhow::Error::msg)?,
-            ..SimArgs::default()
-        }
-        .into_options(this_exe()?)?;
-        opts.api_key = API_KEY.into();
-        let sim = Arc::new(SimHandle::start(opts).await?);
+        let sim = start_sim(boot_delay, "127.79.0.10-127.79.0.250").await?;
         let result = measure(&sim, &bin, &traefik, &dir, runs, limit).await;
         match Arc::try_unwrap(sim) {
             Ok(sim) => sim.shutdown().await,

@@ -22,10 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use idch_autoscaler::sim::{Faults, SimArgs, SimHandle};
+use idch_autoscaler::sim::{Faults, SimHandle};
 use rand::Rng;
 
-use crate::common::{free_port, summary_ms, this_exe, Args, Service, API_KEY, API_KEY_ENV};
+use crate::common::{free_port, start_sim, summary_ms, Args, Service, API_KEY_ENV};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let args = Args::new(args);
@@ -37,17 +37,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let mut opts = SimArgs {
-            listen: "127.0.0.1:0".parse()?,
-            boot_delay: Duration::from_millis(200),
-            addresses: "127.78.0.10-127.78.0.250"
-                .parse()
-                .map_err(anyhow::Error::msg)?,
-            ..SimArgs::default()
-        }
-        .into_options(this_exe()?)?;
-        opts.api_key = API_KEY.into();
-        let sim = Arc::new(SimHandle::start(opts).await?);
+        let sim = start_sim(Duration::from_millis(200), "127.78.0.10-127.78.0.250").await?;
         sim.set_faults(Faults {
             clone_never_boots: true,
             ..Faults::default()
