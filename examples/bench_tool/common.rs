@@ -17,14 +17,15 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// "p50 x p90 y p99 z max w" in milliseconds.
+/// "p50 x p90 y p95 v p99 z max w" in milliseconds.
 pub fn summary_ms(samples: &mut [f64]) -> String {
     samples.sort_by(|a, b| a.total_cmp(b));
     format!(
-        "n={} p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms",
+        "n={} p50={:.3}ms p90={:.3}ms p95={:.3}ms p99={:.3}ms max={:.3}ms",
         samples.len(),
         percentile(samples, 50.0),
         percentile(samples, 90.0),
+        percentile(samples, 95.0),
         percentile(samples, 99.0),
         samples.last().copied().unwrap_or(f64::NAN)
     )

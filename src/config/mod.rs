@@ -14,6 +14,7 @@ mod price;
 mod schedule;
 mod secret;
 mod validate;
+mod warm;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use notify::{NotifyConfig, NotifyEvent, NotifyFormat};
 pub use price::PriceConfig;
 pub use schedule::{CronExpr, ScheduleConfig};
 pub use secret::{Secret, SecretSource};
+pub use warm::WarmPoolConfig;
 
 /// A configuration error: which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -425,6 +427,9 @@ pub struct PoolConfig {
     /// `price = { running_per_hour, stopped_per_hour, currency }`: what one VM costs.
     #[serde(default)]
     pub price: PriceConfig,
+    /// `warm_pool = { size, max_age }`: stopped clones kept ready to start (none by default).
+    #[serde(default)]
+    pub warm_pool: Option<WarmPoolConfig>,
 }
 
 /// `[pool.refresh]`.

@@ -579,3 +579,51 @@ fn slow_start_is_off_by_default_and_bounded() {
     assert_eq!(e.key, "pool \"calculate\".slow_start");
     assert!(e.reason.contains("invalid duration"), "{e}");
 }
+
+#[test]
+fn warm_pool_is_off_by_default_counts_against_max_and_names_its_keys() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(c.pools[0].warm_pool, None, "no warm pool unless asked for");
+    let c = Config::parse(&with(
+        "drain_period",
+        "warm_pool = { size = 2 }\ndrain_period",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.pools[0].warm_pool,
+        Some(WarmPoolConfig {
+            size: 2,
+            max_age: Duration::from_secs(7 * 86400)
+        }),
+        "max_age defaults to 7 days"
+    );
+    let c = Config::parse(&with(
+        "drain_period",
+        "warm_pool = { size = 4, max_age = \"1d\" }\ndrain_period",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.pools[0].warm_pool.as_ref().unwrap().size,
+        4,
+        "1 + 4 = max 5"
+    );
+    // min 1 + 5 warm clones > max 5: warm clones count against max.
+    let e = err(&with(
+        "drain_period",
+        "warm_pool = { size = 5 }\ndrain_period",
+    ));
+    assert_eq!(e.key, "pool \"calculate\".warm_pool.size");
+    assert!(e.reason.contains("max 5"), "{e}");
+    for (bad, key) in [
+        ("{ size = 0 }", "warm_pool.size"),
+        ("{ size = 1, max_age = \"0s\" }", "warm_pool.max_age"),
+        ("{ max_age = \"1d\" }", "warm_pool.size"),
+        ("{ size = 1, max = 2 }", "max"),
+    ] {
+        let e = err(&with(
+            "drain_period",
+            &format!("warm_pool = {bad}\ndrain_period"),
+        ));
+        assert!(e.key.ends_with(key), "{bad}: {e}");
+    }
+}

@@ -41,6 +41,8 @@ struct PoolStatus<'a> {
     refresh: Option<super::refresh::RefreshStatus>,
     /// `[[pool.schedule]]`: the floor, the open windows and the next opening.
     schedule: serde_json::Value,
+    /// `warm_pool`: `{"size", "max_age", "warm", "warming"}`, or `null` without one.
+    warm_pool: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -101,6 +103,14 @@ fn status<'a>(
         .is_some_and(|i| app.state.plan(i).dry_run);
     PoolStatus {
         schedule: schedule_status(config, now),
+        warm_pool: config.warm_pool.as_ref().map(|w| {
+            serde_json::json!({
+                "size": w.size,
+                "max_age": humantime::format_duration(w.max_age).to_string(),
+                "warm": view.count(BackendState::Warm),
+                "warming": view.count(BackendState::Warming) + view.count(BackendState::Stopping),
+            })
+        }),
         dry_run,
         desired: control.and_then(|c| c.desired()),
         cooldown_seconds_left: Cooldowns {

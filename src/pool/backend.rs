@@ -34,15 +34,28 @@ pub enum BackendState {
     Draining,
     /// The delete call is due or under way.
     Deleting,
+    /// Warm pool: a clone booting once (its first health gate) before it is stopped. Not served.
+    Warming,
+    /// Warm pool: the stop call is due or under way (a warmed clone, or a drained one going back).
+    Stopping,
+    /// Warm pool: stopped, ready to be started by a scale-up. Counted against `max`, not desired.
+    Warm,
+    /// A warm clone a scale-up is starting: the start call is due or under way. Once it answers
+    /// the clone is `Booting`, through the same health gate as a new one.
+    Starting,
 }
 
 impl BackendState {
-    pub const ALL: [BackendState; 5] = [
+    pub const ALL: [BackendState; 9] = [
         BackendState::Booting,
         BackendState::Ready,
         BackendState::Unhealthy,
         BackendState::Draining,
         BackendState::Deleting,
+        BackendState::Warming,
+        BackendState::Stopping,
+        BackendState::Warm,
+        BackendState::Starting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +65,10 @@ impl BackendState {
             BackendState::Unhealthy => "unhealthy",
             BackendState::Draining => "draining",
             BackendState::Deleting => "deleting",
+            BackendState::Warming => "warming",
+            BackendState::Stopping => "stopping",
+            BackendState::Warm => "warm",
+            BackendState::Starting => "starting",
         }
     }
 
@@ -63,6 +80,30 @@ impl BackendState {
     /// Draining or deleting: no longer counted towards the desired size.
     pub fn is_leaving(self) -> bool {
         matches!(self, BackendState::Draining | BackendState::Deleting)
+    }
+
+    /// Warming, stopping or warm: the warm pool's, counted against `max` but not desired.
+    pub fn is_warm_pool(self) -> bool {
+        matches!(
+            self,
+            BackendState::Warming | BackendState::Stopping | BackendState::Warm
+        )
+    }
+
+    /// Counted towards the desired size: booting, ready, unhealthy or starting.
+    pub fn is_active(self) -> bool {
+        !self.is_leaving() && !self.is_warm_pool()
+    }
+
+    /// Scraped by Prometheus (in `/prometheus/targets`): every VM but the warm pool's and one
+    /// still stopped, whose idle figures would only dilute the pool's.
+    pub fn is_scraped(self) -> bool {
+        !self.is_warm_pool() && self != BackendState::Starting
+    }
+
+    /// Probed like a booting VM (every boot probe interval).
+    pub fn in_health_gate(self) -> bool {
+        matches!(self, BackendState::Booting | BackendState::Warming)
     }
 }
 
@@ -152,8 +193,9 @@ pub fn sort_backends(backends: &mut [Backend], prefix: &str) {
 
 /// Merges a fresh VM list into the known backends: keeps the state of VMs it knows, adopts new
 /// ones as booting, drops the ones that vanished. Only the seed and VMs whose name starts with
-/// the pool's `clone_prefix` belong to the pool. `leaving` maps the uuids of VMs being drained
-/// or deleted to that state, so a restart never puts one back into rotation.
+/// the pool's `clone_prefix` belong to the pool. `leaving` maps the uuids of VMs with an intent
+/// to the state it stands for (draining, deleting, or the warm pool's warming, stopping and
+/// starting), so a restart never puts one back into rotation; see [`observed_state`].
 pub fn observe(
     previous: &[Backend],
     vms: &[Vm],
@@ -177,11 +219,15 @@ pub fn observe(
                 None => (BackendState::Booting, now),
             };
             if role == Role::Clone {
-                if let Some(l) = leaving.get(&vm.uuid) {
-                    if *l != state {
-                        state = *l;
-                        since = now;
-                    }
+                let next = observed_state(
+                    known.get(vm.uuid.as_str()).map(|b| b.state),
+                    leaving.get(&vm.uuid).copied(),
+                    vm.status == "stopped",
+                    pool.warm_pool.is_some(),
+                );
+                if next != state {
+                    state = next;
+                    since = now;
                 }
             }
             Some(Backend {
@@ -200,9 +246,42 @@ pub fn observe(
     out
 }
 
+/// A clone's state after a list: `known` is what the service knew of it (`None`: adopted now),
+/// `intent` the state its intent stands for, `stopped` whether the cloud reports it stopped.
+/// A drain or delete always wins. With a warm pool a stopped clone is warm, unless its start
+/// has been asked; a warm clone found running again boots (through the health gate). A VM
+/// adopted after a restart takes its intent's state (a started one is booting).
+pub fn observed_state(
+    known: Option<BackendState>,
+    intent: Option<BackendState>,
+    stopped: bool,
+    warm_pool: bool,
+) -> BackendState {
+    use BackendState::*;
+    match (known, intent) {
+        (_, Some(s @ (Draining | Deleting))) => s,
+        // The stop answered; a list that began before it may still say running.
+        (Some(Warm), Some(Warming | Stopping)) => Warm,
+        // The start was asked (or answered): the reconciler moves it on.
+        (Some(k @ (Starting | Booting)), Some(Starting)) => k,
+        (None, Some(Starting)) => {
+            if stopped {
+                Starting
+            } else {
+                Booting
+            }
+        }
+        _ if stopped && warm_pool => Warm,
+        (Some(Warm), _) => Booting,
+        (Some(k), _) => k,
+        (None, Some(s @ (Warming | Stopping))) => s,
+        (None, _) => Booting,
+    }
+}
+
 /// Applies one probe result: `healthy_threshold` successes in a row make a backend ready,
-/// `unhealthy_threshold` failures in a row make a ready one unhealthy. Draining and deleting
-/// backends keep their state. Returns the previous state and its start when the state changed.
+/// `unhealthy_threshold` failures in a row make a ready one unhealthy, and a warming one that
+/// passes goes on to be stopped. Draining, deleting and the warm pool's other states keep theirs. Returns the previous state and its start when the state changed.
 pub fn apply_probe(
     backend: &mut Backend,
     streak: &mut ProbeStreak,
@@ -222,6 +301,10 @@ pub fn apply_probe(
             if streak.successes >= health.healthy_threshold =>
         {
             BackendState::Ready
+        }
+        // A warm-pool clone passed its health gate: it is stopped next.
+        BackendState::Warming if streak.successes >= health.healthy_threshold => {
+            BackendState::Stopping
         }
         BackendState::Ready if streak.failures >= health.unhealthy_threshold => {
             BackendState::Unhealthy

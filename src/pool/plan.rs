@@ -46,6 +46,12 @@ pub enum Phase {
     /// A clone call whose outcome stayed unknown (no VM in a list that began after it): the name
     /// is never reused, and a VM that appears under it later is adopted like any other.
     Reserved,
+    /// Warm pool: a clone made for it, on its first boot until it is stopped (keyed by name).
+    Warming,
+    /// Warm pool: a drained clone going back into it; the stop call is due or under way.
+    Stopping,
+    /// Warm pool: a scale-up started this warm clone; until it is ready.
+    Starting,
 }
 
 impl Phase {
@@ -55,6 +61,9 @@ impl Phase {
             Phase::Draining => "draining",
             Phase::Deleting => "deleting",
             Phase::Reserved => "reserved",
+            Phase::Warming => "warming",
+            Phase::Stopping => "stopping",
+            Phase::Starting => "starting",
         }
     }
 
@@ -64,6 +73,9 @@ impl Phase {
             "draining" => Some(Phase::Draining),
             "deleting" => Some(Phase::Deleting),
             "reserved" => Some(Phase::Reserved),
+            "warming" => Some(Phase::Warming),
+            "stopping" => Some(Phase::Stopping),
+            "starting" => Some(Phase::Starting),
             _ => None,
         }
     }
@@ -82,6 +94,9 @@ pub struct Intent {
     /// while it is in flight).
     pub until: Option<f64>,
     pub reason: String,
+    /// Warm pool: a clone call made to refill it (provisioning), or a drain whose VM goes back
+    /// into it when the pool is short (draining).
+    pub warm: bool,
 }
 
 impl Intent {
@@ -89,7 +104,9 @@ impl Intent {
     /// reserves), else the VM's uuid, so two VMs that share a name are two intents.
     pub fn key(&self) -> &str {
         match (self.phase, self.uuid.as_deref()) {
-            (Phase::Draining | Phase::Deleting, Some(uuid)) => uuid,
+            (Phase::Draining | Phase::Deleting | Phase::Stopping | Phase::Starting, Some(uuid)) => {
+                uuid
+            }
             _ => &self.name,
         }
     }
@@ -109,8 +126,17 @@ pub struct Policy {
     pub traefik_poll_interval: f64,
     /// How many VMs a refresh may add above desired and `max` (`[pool.refresh] max_surge`).
     pub max_surge: u32,
-    /// Clone calls at a time (`max_concurrent_clones`).
+    /// Clone and start calls at a time (`max_concurrent_clones`).
     pub max_concurrent_clones: u32,
+    /// `warm_pool`: how many stopped clones to keep, and their `max_age` in seconds.
+    pub warm_pool: Option<WarmPolicy>,
+}
+
+/// The warm pool's part of the policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WarmPolicy {
+    pub size: u32,
+    pub max_age: f64,
 }
 
 /// Traefik's `providersThrottleDuration` default: a new configuration may wait this long.
@@ -132,6 +158,10 @@ impl Policy {
             traefik_poll_interval: traefik_poll_interval.as_secs_f64(),
             max_surge: pool.refresh.max_surge,
             max_concurrent_clones: pool.max_concurrent_clones,
+            warm_pool: pool.warm_pool.as_ref().map(|w| WarmPolicy {
+                size: w.size,
+                max_age: w.max_age.as_secs_f64(),
+            }),
         }
     }
 }
@@ -154,6 +184,9 @@ pub struct Progress<'a> {
     pub released_ips: &'a HashSet<String>,
     /// No clone is started before this instant (clone and boot failures back off).
     pub clone_not_before: f64,
+    /// No warm clone is started before this instant: a start that failed, or a started clone
+    /// that did not pass its health gate, backs off starts, and the scale-up clones meanwhile.
+    pub start_not_before: f64,
     /// A failed delete or IP release of a VM (by uuid) is not retried before this instant.
     pub not_before: &'a HashMap<String, f64>,
     /// Whether Traefik polls `/traefik` (it has, in this run or one before).
@@ -179,14 +212,44 @@ pub enum DeleteCause {
     DrainFinished,
     /// Marked for deletion earlier (a given-up boot, or a delete that failed).
     Marked,
+    /// A warm clone beyond `warm_pool.size`.
+    WarmSurplus,
+    /// A warm clone older than `warm_pool.max_age`.
+    WarmTooOld,
+    /// A warm clone made before the running refresh began (it has the old disk).
+    WarmBeforeRefresh,
+}
+
+/// Why a VM is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// A clone made for the warm pool passed its health gate.
+    Warmed,
+    /// A drained clone goes back into a warm pool that is short.
+    ScaleIn,
 }
 
 /// One thing to do now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Clone the seed as `name` (its intent is written before the call); `refresh`: a surge
-    /// clone of a rolling refresh (above desired).
-    Clone { name: String, refresh: bool },
+    /// clone of a rolling refresh (above desired); `warm`: a clone for the warm pool.
+    Clone {
+        name: String,
+        refresh: bool,
+        warm: bool,
+    },
+    /// Start a warm clone for a scale-up (its intent is written before the call).
+    Start { uuid: String, name: String },
+    /// Stop a clone into the warm pool.
+    Stop {
+        uuid: String,
+        name: String,
+        cause: StopCause,
+    },
+    /// Serve a clone warming for the warm pool instead of stopping it (a scale-up that finds
+    /// no warm clone to start).
+    Promote { uuid: String, name: String },
     /// Take the VM out of Traefik's list now, and delete it at `until`.
     Drain {
         uuid: String,
@@ -204,6 +267,22 @@ pub enum Step {
     },
     /// Release the clone's public IP.
     ReleaseIp { uuid: String, name: String },
+}
+
+impl Step {
+    /// The VM the step acts on, by uuid (`None` for a clone, which has none yet).
+    pub fn uuid(&self) -> Option<&str> {
+        match self {
+            Step::Clone { .. } => None,
+            Step::Start { uuid, .. }
+            | Step::Stop { uuid, .. }
+            | Step::Promote { uuid, .. }
+            | Step::Drain { uuid, .. }
+            | Step::GiveUpBoot { uuid, .. }
+            | Step::Delete { uuid, .. }
+            | Step::ReleaseIp { uuid, .. } => Some(uuid),
+        }
+    }
 }
 
 /// The steps to take now and when the planner next needs to be asked (`None`: only when
@@ -244,25 +323,54 @@ pub fn plan(
     now: f64,
 ) -> Plan {
     let mut plan = Plan::default();
+    let backends = observed.backends;
+    let n = backends.len();
     // States as they will be once this plan's steps are taken.
-    let mut state: Vec<BackendState> = observed.backends.iter().map(|b| b.state).collect();
-    let drain_until: HashMap<&str, Option<f64>> = intents
+    let mut state: Vec<BackendState> = backends.iter().map(|b| b.state).collect();
+    let drains: HashMap<&str, &Intent> = intents
         .iter()
         .filter(|i| i.phase == Phase::Draining)
-        .filter_map(|i| i.uuid.as_deref().map(|u| (u, i.until)))
+        .filter_map(|i| i.uuid.as_deref().map(|u| (u, i)))
         .collect();
+    let stopping: HashSet<&str> = intents
+        .iter()
+        .filter(|i| i.phase == Phase::Stopping)
+        .filter_map(|i| i.uuid.as_deref())
+        .collect();
+    let busy = |i: usize| progress.busy.contains(&backends[i].uuid);
+    let old = |i: usize| replacing.is_some_and(|o| o.contains(&backends[i].uuid));
+    // A clone that may not (stay) in the warm pool: made before the refresh, or too old.
+    let unfit = |i: usize| -> Option<DeleteCause> {
+        if old(i) {
+            return Some(DeleteCause::WarmBeforeRefresh);
+        }
+        let max_age = policy.warm_pool.map_or(f64::INFINITY, |w| w.max_age);
+        let created = backends[i].created_at.as_deref().and_then(created_unix)?;
+        (now - created > max_age).then_some(DeleteCause::WarmTooOld)
+    };
+    let warm_size = policy.warm_pool.map_or(0, |w| w.size);
+    // The warm pool as it stands: warm clones fit to stay, those on their way in, and the
+    // clone calls made to refill it.
+    let mut warm_count = (0..n)
+        .filter(|&i| match state[i] {
+            BackendState::Warm => unfit(i).is_none(),
+            s => s.is_warm_pool(),
+        })
+        .count() as u32
+        + unresolved_clones(intents, observed.names_in_cloud)
+            .filter(|i| i.warm)
+            .count() as u32;
 
-    for (i, b) in observed.backends.iter().enumerate() {
-        let busy = progress.busy.contains(&b.uuid);
+    for (i, b) in backends.iter().enumerate() {
         match b.state {
-            // 1. Drains that are over, and deletes to (re)try.
+            // 1. Drains that are over (back into a short warm pool, or deleted), and deletes
+            //    to (re)try.
             BackendState::Draining | BackendState::Deleting => {
+                let drain = drains.get(b.uuid.as_str());
                 let due = match b.state {
                     BackendState::Draining => {
-                        let until = drain_until
-                            .get(b.uuid.as_str())
-                            .copied()
-                            .flatten()
+                        let until = drain
+                            .and_then(|i| i.until)
                             .unwrap_or(b.since + policy.drain_period);
                         drain_due(until, &b.uuid, policy, progress)
                     }
@@ -272,10 +380,24 @@ pub fn plan(
                     .not_before
                     .get(&b.uuid)
                     .map_or(due, |t| due.max(*t));
-                if busy {
+                if busy(i) {
                     continue;
                 }
-                if now >= due {
+                if now < due {
+                    plan.wake_at(due);
+                } else if b.state == BackendState::Draining
+                    && drain.is_some_and(|d| d.warm)
+                    && warm_count < warm_size
+                    && unfit(i).is_none()
+                {
+                    state[i] = BackendState::Stopping;
+                    warm_count += 1;
+                    plan.steps.push(Step::Stop {
+                        uuid: b.uuid.clone(),
+                        name: b.name.clone(),
+                        cause: StopCause::ScaleIn,
+                    });
+                } else {
                     let cause = if b.state == BackendState::Draining {
                         DeleteCause::DrainFinished
                     } else {
@@ -286,15 +408,16 @@ pub fn plan(
                         name: b.name.clone(),
                         cause,
                     });
-                } else {
-                    plan.wake_at(due);
                 }
             }
-            // 2. A boot that takes too long.
-            BackendState::Booting if b.role == Role::Clone => {
+            // 2. A boot (or a warm-pool clone's first boot) that takes too long.
+            BackendState::Booting | BackendState::Warming if b.role == Role::Clone => {
                 let deadline = b.since + policy.boot_timeout;
                 if now > deadline {
                     state[i] = BackendState::Deleting;
+                    if b.state == BackendState::Warming {
+                        warm_count -= 1;
+                    }
                     plan.steps.push(Step::GiveUpBoot {
                         uuid: b.uuid.clone(),
                         name: b.name.clone(),
@@ -306,7 +429,7 @@ pub fn plan(
             // 3. Unhealthy for too long.
             BackendState::Unhealthy if b.role == Role::Clone => {
                 let deadline = b.since + policy.replace_unhealthy_after;
-                if now > deadline && !busy {
+                if now > deadline && !busy(i) {
                     state[i] = BackendState::Draining;
                     plan.steps.push(Step::Drain {
                         uuid: b.uuid.clone(),
@@ -318,18 +441,50 @@ pub fn plan(
                     plan.wake_at(deadline);
                 }
             }
+            // 8. Stops and starts to (re)take: a warmed clone, or one whose call was cut short
+            //    by a restart (its intent says so).
+            BackendState::Stopping | BackendState::Starting if !busy(i) => {
+                match progress.not_before.get(&b.uuid) {
+                    Some(t) if now < *t => plan.wake_at(*t),
+                    _ if b.state == BackendState::Starting => plan.steps.push(Step::Start {
+                        uuid: b.uuid.clone(),
+                        name: b.name.clone(),
+                    }),
+                    _ => plan.steps.push(Step::Stop {
+                        uuid: b.uuid.clone(),
+                        name: b.name.clone(),
+                        cause: if stopping.contains(b.uuid.as_str()) {
+                            StopCause::ScaleIn
+                        } else {
+                            StopCause::Warmed
+                        },
+                    }),
+                }
+            }
+            // 8. A warm clone made before a refresh, or older than max_age, is replaced.
+            BackendState::Warm if !busy(i) => {
+                if let Some(cause) = unfit(i) {
+                    state[i] = BackendState::Deleting;
+                    plan.steps.push(Step::Delete {
+                        uuid: b.uuid.clone(),
+                        name: b.name.clone(),
+                        cause,
+                    });
+                }
+            }
             _ => {}
         }
     }
 
     // 4. Public IPs of running clones.
     if policy.release_public_ip {
-        for (i, b) in observed.backends.iter().enumerate() {
+        for (i, b) in backends.iter().enumerate() {
             if b.role == Role::Clone
                 && !state[i].is_leaving()
                 && b.cloud_status == "running"
                 && !progress.released_ips.contains(&b.uuid)
-                && !progress.busy.contains(&b.uuid)
+                && !busy(i)
+                && !plan.steps.iter().any(|s| s.uuid() == Some(&b.uuid))
             {
                 match progress.not_before.get(&b.uuid) {
                     Some(t) if now < *t => plan.wake_at(*t),
@@ -343,13 +498,9 @@ pub fn plan(
     }
 
     // 5, 6 and 7. Converge on desired (plus the surge of a refresh).
-    let n = observed.backends.len();
-    let old = |i: usize| replacing.is_some_and(|o| o.contains(&observed.backends[i].uuid));
     let old_active = |state: &[BackendState]| {
         (0..n)
-            .filter(|&i| {
-                observed.backends[i].role == Role::Clone && !state[i].is_leaving() && old(i)
-            })
+            .filter(|&i| backends[i].role == Role::Clone && state[i].is_active() && old(i))
             .count()
     };
     let surge = if old_active(&state) > 0 {
@@ -357,12 +508,26 @@ pub fn plan(
     } else {
         0
     };
-    let mut active = state.iter().filter(|s| !s.is_leaving()).count() as u32;
+    let mut active = state.iter().filter(|s| s.is_active()).count() as u32;
     let unresolved = unresolved_clones(intents, observed.names_in_cloud).count() as u32;
-    let total = n as u32 + unresolved;
+    let refilling = unresolved_clones(intents, observed.names_in_cloud)
+        .filter(|i| i.warm)
+        .count() as u32;
+    // Clone calls made to serve, not to refill the warm pool.
+    let serving = unresolved - refilling;
+    let starts = state
+        .iter()
+        .filter(|s| **s == BackendState::Starting)
+        .count() as u32;
+    // Every VM of the pool counts against max, the warm pool's included.
+    let mut total = n as u32 + unresolved;
+    // Clone and start calls that may begin now.
+    let mut calls = policy
+        .max_concurrent_clones
+        .saturating_sub(unresolved + starts);
     let cap = desired + surge;
     let drain = |plan: &mut Plan, state: &mut Vec<BackendState>, i: usize, cause: DrainCause| {
-        let b = &observed.backends[i];
+        let b = &backends[i];
         state[i] = BackendState::Draining;
         plan.steps.push(Step::Drain {
             uuid: b.uuid.clone(),
@@ -372,28 +537,84 @@ pub fn plan(
         });
     };
     let mut candidates: Vec<usize> = (0..n)
-        .filter(|&i| observed.backends[i].role == Role::Clone && !state[i].is_leaving())
+        .filter(|&i| backends[i].role == Role::Clone && state[i].is_active())
         .collect();
     candidates.sort_by(|&a, &b| {
         old(b)
             .cmp(&old(a))
-            .then(victim_order(observed.backends, a, b, policy))
+            .then(victim_order(backends, a, b, policy))
     });
     // Calls that ended with an unknown outcome (awaiting a list) block new ones.
     let unknown = unresolved_clones(intents, observed.names_in_cloud).any(|i| i.until.is_some());
-    if active + unresolved < cap {
-        let room = (cap - active - unresolved)
-            .min(policy.max_concurrent_clones.saturating_sub(unresolved))
+    let clone = |plan: &mut Plan, room: u32, warm: bool, base: u32, calls: &mut u32| {
+        // Names differ from those of the clones this plan already makes.
+        let taken: Vec<String> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Clone { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let names = next_clone_names(
+            observed,
+            intents,
+            &policy.clone_prefix,
+            room + taken.len() as u32,
+        );
+        for (k, name) in names
+            .into_iter()
+            .filter(|n| !taken.contains(n))
+            .take(room as usize)
+            .enumerate()
+        {
+            plan.steps.push(Step::Clone {
+                name,
+                refresh: !warm && base + k as u32 >= desired,
+                warm,
+            });
+            *calls -= 1;
+        }
+    };
+    if active + serving < cap {
+        let mut need = cap - active - serving;
+        // A warm clone starts in seconds: the newest fit ones first.
+        let mut warm: Vec<usize> = (0..n)
+            .filter(|&i| state[i] == BackendState::Warm && !busy(i) && unfit(i).is_none())
+            .collect();
+        if now < progress.start_not_before {
+            warm.clear();
+        }
+        warm.sort_by(|&a, &b| newest_first(backends, a, b, policy));
+        for &i in warm.iter().take(need.min(calls) as usize) {
+            let b = &backends[i];
+            state[i] = BackendState::Starting;
+            plan.steps.push(Step::Start {
+                uuid: b.uuid.clone(),
+                name: b.name.clone(),
+            });
+            (need, calls, active, warm_count) = (need - 1, calls - 1, active + 1, warm_count - 1);
+        }
+        // A clone warming for the warm pool serves instead (it is booting already).
+        let warming: Vec<usize> = (0..n)
+            .filter(|&i| state[i] == BackendState::Warming && !busy(i))
+            .collect();
+        for &i in warming.iter().take(need as usize) {
+            let b = &backends[i];
+            state[i] = BackendState::Booting;
+            plan.steps.push(Step::Promote {
+                uuid: b.uuid.clone(),
+                name: b.name.clone(),
+            });
+            (need, active, warm_count) = (need - 1, active + 1, warm_count - 1);
+        }
+        let room = need
+            .min(calls)
             .min((policy.max + surge).saturating_sub(total));
         if room > 0 && !unknown && observed.seed_present {
             if now >= progress.clone_not_before {
-                let names = next_clone_names(observed, intents, &policy.clone_prefix, room);
-                for (k, name) in names.into_iter().enumerate() {
-                    plan.steps.push(Step::Clone {
-                        name,
-                        refresh: active + unresolved + k as u32 >= desired,
-                    });
-                }
+                clone(&mut plan, room, false, active + serving, &mut calls);
+                total += room;
             } else {
                 plan.wake_at(progress.clone_not_before);
             }
@@ -401,7 +622,7 @@ pub fn plan(
     } else if active > cap {
         let excess = (active - cap) as usize;
         for &i in candidates.iter().take(excess) {
-            if progress.busy.contains(&observed.backends[i].uuid) {
+            if busy(i) {
                 continue;
             }
             drain(
@@ -417,7 +638,7 @@ pub fn plan(
     if surge > 0 {
         let mut ready = (0..n).filter(|&i| state[i] == BackendState::Ready).count() as u32;
         for &i in candidates.iter().filter(|&&i| old(i)) {
-            if state[i].is_leaving() || progress.busy.contains(&observed.backends[i].uuid) {
+            if state[i].is_leaving() || busy(i) {
                 continue;
             }
             if state[i] == BackendState::Ready {
@@ -432,7 +653,55 @@ pub fn plan(
             drain(&mut plan, &mut state, i, DrainCause::Refresh);
         }
     }
+    // 8. The warm pool: refilled by cloning once the serving VMs are provided for (within
+    //    max), and trimmed to its size.
+    if warm_count < warm_size && active + serving >= cap {
+        let room = (warm_size - warm_count)
+            .min(calls)
+            .min(policy.max.saturating_sub(total));
+        if room > 0 && !unknown && observed.seed_present {
+            if now >= progress.clone_not_before {
+                clone(&mut plan, room, true, 0, &mut calls);
+            } else {
+                plan.wake_at(progress.clone_not_before);
+            }
+        }
+    } else if warm_count > warm_size {
+        let mut surplus: Vec<usize> = (0..n)
+            .filter(|&i| state[i] == BackendState::Warm && !busy(i))
+            .collect();
+        surplus.sort_by(|&a, &b| newest_first(backends, b, a, policy));
+        for &i in surplus.iter().take((warm_count - warm_size) as usize) {
+            state[i] = BackendState::Deleting;
+            plan.steps.push(Step::Delete {
+                uuid: backends[i].uuid.clone(),
+                name: backends[i].name.clone(),
+                cause: DeleteCause::WarmSurplus,
+            });
+        }
+    }
     plan
+}
+
+/// The newest first, by creation time, then number.
+fn newest_first(backends: &[Backend], a: usize, b: usize, policy: &Policy) -> std::cmp::Ordering {
+    let age = |b: &Backend| {
+        (
+            b.created_at.clone().unwrap_or_default(),
+            clone_number(&b.name, &policy.clone_prefix).unwrap_or(0),
+            b.uuid.clone(),
+        )
+    };
+    age(&backends[b]).cmp(&age(&backends[a]))
+}
+
+/// The cloud's `created_at` (`2018-02-22 14:24:30`, E.1; taken as UTC) in Unix seconds.
+pub fn created_unix(text: &str) -> Option<f64> {
+    chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S")
+        .map(|t| t.and_utc())
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| t.to_utc()))
+        .ok()
+        .map(|t| t.timestamp() as f64)
 }
 
 /// When a drain that ends at `until` may be deleted (rule 1).

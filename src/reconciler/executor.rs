@@ -25,6 +25,18 @@ pub enum Event {
         name: String,
         result: Result<Deleted, CloudError>,
     },
+    /// A warm clone's start call answered (the VM object, when the answer is one).
+    Started {
+        uuid: String,
+        name: String,
+        result: Result<Option<Vm>, CloudError>,
+    },
+    /// A stop call answered.
+    Stopped {
+        uuid: String,
+        name: String,
+        result: Result<Vm, CloudError>,
+    },
     /// The public addresses released, or why not.
     IpsReleased {
         uuid: String,
@@ -88,7 +100,10 @@ impl Executor {
                 self.busy.remove(name);
                 self.calls.remove(name);
             }
-            Event::Deleted { uuid, .. } | Event::IpsReleased { uuid, .. } => {
+            Event::Deleted { uuid, .. }
+            | Event::IpsReleased { uuid, .. }
+            | Event::Started { uuid, .. }
+            | Event::Stopped { uuid, .. } => {
                 self.busy.remove(uuid);
                 self.calls.remove(uuid);
             }
@@ -140,6 +155,46 @@ impl Executor {
             }
             let result = cloud.delete_vm(&uuid).await;
             let _ = events.send(Event::Deleted { uuid, name, result });
+        });
+    }
+
+    /// Starts a warm clone once `durable` says its starting intent is on disk.
+    pub fn start(
+        &mut self,
+        uuid: String,
+        name: String,
+        durable: oneshot::Receiver<anyhow::Result<()>>,
+    ) {
+        self.busy.insert(uuid.clone());
+        self.calls.insert(uuid.clone(), ("start", name.clone()));
+        let (cloud, events) = (self.cloud.clone(), self.events.clone());
+        tokio::spawn(async move {
+            if let Err(error) = wait(durable).await {
+                let _ = events.send(Event::NotDurable { key: uuid, error });
+                return;
+            }
+            let result = cloud.start_vm(&uuid).await;
+            let _ = events.send(Event::Started { uuid, name, result });
+        });
+    }
+
+    /// Stops a clone into the warm pool once `durable` says its intent is on disk.
+    pub fn stop(
+        &mut self,
+        uuid: String,
+        name: String,
+        durable: oneshot::Receiver<anyhow::Result<()>>,
+    ) {
+        self.busy.insert(uuid.clone());
+        self.calls.insert(uuid.clone(), ("stop", name.clone()));
+        let (cloud, events) = (self.cloud.clone(), self.events.clone());
+        tokio::spawn(async move {
+            if let Err(error) = wait(durable).await {
+                let _ = events.send(Event::NotDurable { key: uuid, error });
+                return;
+            }
+            let result = cloud.stop_vm(&uuid).await;
+            let _ = events.send(Event::Stopped { uuid, name, result });
         });
     }
 

@@ -14,6 +14,7 @@ pub mod lister;
 mod planned;
 pub mod probe;
 mod refresh;
+mod warm;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -104,6 +105,9 @@ pub struct PoolReconciler {
     /// Consecutive clone or boot failures, and when the next clone may be tried.
     clone_failures: u32,
     clone_not_before: f64,
+    /// Consecutive failed starts of warm clones, and when the next start may be tried.
+    start_failures: u32,
+    start_not_before: f64,
     /// Failed deletes and IP releases: attempts so far, and when to try again, by uuid.
     step_failures: HashMap<String, u32>,
     not_before: HashMap<String, f64>,
@@ -187,6 +191,8 @@ impl PoolReconciler {
             boot_probing: false,
             clone_failures: 0,
             clone_not_before: 0.0,
+            start_failures: 0,
+            start_not_before: 0.0,
             step_failures: HashMap::new(),
             not_before: HashMap::new(),
             released_ips: HashSet::new(),
@@ -253,10 +259,7 @@ impl PoolReconciler {
     }
 
     fn has_booting(&self) -> bool {
-        self.view
-            .backends
-            .iter()
-            .any(|b| b.state == BackendState::Booting)
+        self.view.backends.iter().any(|b| b.state.in_health_gate())
     }
 
     /// Publishes the view when it changed since the last publish.
@@ -394,6 +397,10 @@ impl PoolReconciler {
         self.not_before.remove(uuid);
         self.released_ips.remove(uuid);
         self.versions.remove(uuid);
+        self.forget_announcement(uuid);
+    }
+
+    fn forget_announcement(&mut self, uuid: &str) {
         if self.announced.remove(uuid) {
             let (pool, uuid) = (self.pool.name.clone(), uuid.to_string());
             drop(
@@ -434,6 +441,19 @@ impl PoolReconciler {
                         .intents
                         .iter()
                         .any(|i| i.key() == name && i.phase == Phase::Reserved);
+                    let refill = self
+                        .intents
+                        .iter()
+                        .find(|i| i.key() == name && i.phase == Phase::Provisioning && i.warm)
+                        .cloned();
+                    if let Some(mut i) = refill {
+                        // A clone for the warm pool: it boots once, then it is stopped.
+                        i.phase = Phase::Warming;
+                        i.uuid = vms.iter().find(|v| v.name == name).map(|v| v.uuid.clone());
+                        i.since = now;
+                        drop(self.put_intent(i, None));
+                        continue;
+                    }
                     self.drop_intent(&name, None);
                     if late {
                         info!(vm = %name, "a clone whose call had no answer appeared: adopting it");
@@ -457,6 +477,18 @@ impl PoolReconciler {
                 }
                 CloneResolution::Expired { name } => self.drop_intent(&name, None),
             }
+        }
+        // The warm pool's intents whose VM is gone are over (a delete of one is recorded by
+        // the delete itself).
+        let warm_gone: Vec<String> = self
+            .intents
+            .iter()
+            .filter(|i| matches!(i.phase, Phase::Warming | Phase::Stopping | Phase::Starting))
+            .filter(|i| i.uuid.as_deref().is_none_or(|u| !uuids.contains(u)))
+            .map(|i| i.key().to_string())
+            .collect();
+        for key in warm_gone {
+            self.drop_intent(&key, None);
         }
         // Drains and deletes whose VM is gone are done.
         let gone: Vec<Intent> = self
@@ -488,6 +520,9 @@ impl PoolReconciler {
                 let state = match i.phase {
                     Phase::Draining => BackendState::Draining,
                     Phase::Deleting => BackendState::Deleting,
+                    Phase::Warming => BackendState::Warming,
+                    Phase::Stopping => BackendState::Stopping,
+                    Phase::Starting => BackendState::Starting,
                     _ => return None,
                 };
                 i.uuid.clone().map(|u| (u, state))
@@ -562,6 +597,7 @@ impl PoolReconciler {
             warn!(seed = %self.pool.seed_vm, "the seed VM is not in the cloud's VM list");
         }
         self.view.backends = next;
+        self.settle_warm_intents();
         self.record_lifetimes(now);
         self.view.seed_present = seed_present;
         self.view.cloud_ok = true;
@@ -577,19 +613,17 @@ impl PoolReconciler {
             self.start_probe_round(true);
         }
         if self.control.desired().is_none() {
-            let active = self
-                .view
-                .backends
-                .iter()
-                .filter(|b| !b.state.is_leaving())
-                .count() as u32;
-            let unresolved =
-                plan::unresolved_clones(&self.intents, &self.names_in_cloud).count() as u32;
+            // The warm pool's VMs are not part of the size.
+            let size = plan::counted_size(
+                Observed {
+                    backends: &self.view.backends,
+                    names_in_cloud: &self.names_in_cloud,
+                    seed_present,
+                },
+                &self.intents,
+            );
             let control = self.control.clone();
-            let init = tokio::task::spawn_blocking(move || {
-                control.init_from_observed(active + unresolved)
-            })
-            .await;
+            let init = tokio::task::spawn_blocking(move || control.init_from_observed(size)).await;
             match init {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -612,10 +646,17 @@ impl PoolReconciler {
         let now = clock::now();
         let mut fetches = self.executor.fetching();
         for b in &self.view.backends {
-            if b.state == BackendState::Deleting {
+            // Stopped, or about to be: nothing to probe.
+            if matches!(
+                b.state,
+                BackendState::Deleting
+                    | BackendState::Stopping
+                    | BackendState::Warm
+                    | BackendState::Starting
+            ) {
                 continue;
             }
-            let booting = b.state == BackendState::Booting;
+            let booting = b.state.in_health_gate();
             if !full && !booting {
                 continue;
             }
@@ -688,7 +729,17 @@ impl PoolReconciler {
             info!(vm = %name, from = from.as_str(), to = to.as_str(), "backend state changed");
             self.time_in_state(from, now - since);
             if from == BackendState::Booting && to == BackendState::Ready && role == Role::Clone {
-                self.clone_failures = 0;
+                if self
+                    .intents
+                    .iter()
+                    .any(|i| i.phase == Phase::Starting && i.key() == uuid)
+                {
+                    // A started warm clone passed its health gate: the start is done.
+                    self.drop_intent(&uuid, None);
+                    self.start_failures = 0;
+                } else {
+                    self.clone_failures = 0;
+                }
                 if self.announced.insert(uuid.clone()) {
                     let activity = Activity::new(
                         "ready",
@@ -770,6 +821,8 @@ impl PoolReconciler {
                     ));
                 }
             },
+            Event::Started { uuid, name, result } => self.on_started(uuid, name, result, now),
+            Event::Stopped { uuid, name, result } => self.on_stopped(uuid, name, result, now),
             Event::IpsReleased { uuid, name, result } => match result {
                 Ok(addresses) => {
                     self.released_ips.insert(uuid);
@@ -827,6 +880,7 @@ impl PoolReconciler {
                 let cause = self
                     .intent_mut(&name)
                     .map_or("below desired size".to_string(), |i| i.reason.clone());
+                let warm = self.intent_mut(&name).is_some_and(|i| i.warm);
                 let activity = Activity::new("clone", cause, "ok", detail);
                 match self.intent_mut(&name).cloned() {
                     Some(mut intent) => {
@@ -845,7 +899,11 @@ impl PoolReconciler {
                         ip: vm.private_ipv4.clone(),
                         cloud_status: vm.status.clone(),
                         created_at: vm.created_at.clone(),
-                        state: BackendState::Booting,
+                        state: if warm {
+                            BackendState::Warming
+                        } else {
+                            BackendState::Booting
+                        },
                         since: now,
                     });
                     pool::sort_backends(&mut self.view.backends, &self.pool.clone_prefix);
@@ -937,6 +995,7 @@ impl PoolReconciler {
                     busy: self.executor.busy(),
                     released_ips: &self.released_ips,
                     clone_not_before: self.clone_not_before,
+                    start_not_before: self.start_not_before,
                     not_before: &self.not_before,
                     traefik_polls: self.traefik_polls,
                     traefik_saw_drain: &traefik_saw_drain,
@@ -968,8 +1027,17 @@ impl PoolReconciler {
     /// Takes one step; returns the write to wait for before publishing, if any.
     fn take(&mut self, step: Step, now: f64) -> Option<oneshot::Receiver<anyhow::Result<()>>> {
         match step {
-            Step::Clone { name, refresh } => {
-                let reason = if refresh {
+            Step::Clone {
+                name,
+                refresh,
+                warm,
+            } => {
+                let reason = if warm {
+                    format!(
+                        "warm pool below its size {}",
+                        self.pool.warm_pool.as_ref().map_or(0, |w| w.size)
+                    )
+                } else if refresh {
                     format!(
                         "refresh: a new clone before an old one goes (max_surge {})",
                         self.pool.refresh.max_surge
@@ -986,6 +1054,7 @@ impl PoolReconciler {
                         since: now,
                         until: None,
                         reason,
+                        warm,
                     },
                     None,
                 );
@@ -998,6 +1067,9 @@ impl PoolReconciler {
                 until,
                 cause,
             } => {
+                // A scale-in's clone may go back into a short warm pool at the drain's end.
+                let warm = self.pool.warm_pool.is_some()
+                    && matches!(cause, DrainCause::AboveDesired { .. });
                 let (action, cause) = match cause {
                     DrainCause::AboveDesired { desired } => {
                         ("drain", format!("above desired size {desired}"))
@@ -1019,7 +1091,12 @@ impl PoolReconciler {
                 };
                 self.transition(&uuid, BackendState::Draining, now);
                 let detail = format!(
-                    "{name}: out of Traefik now, deleted after {}",
+                    "{name}: out of Traefik now, {} after {}",
+                    if warm {
+                        "stopped into the warm pool (if short) or deleted"
+                    } else {
+                        "deleted"
+                    },
                     humantime::format_duration(self.pool.drain_period)
                 );
                 Some(self.put_intent(
@@ -1030,13 +1107,20 @@ impl PoolReconciler {
                         since: now,
                         until: Some(until),
                         reason: cause.clone(),
+                        warm,
                     },
                     Some(Activity::new(action, cause, "started", detail)),
                 ))
             }
             Step::GiveUpBoot { uuid, name } => {
                 warn!(vm = %name, "not healthy within boot_timeout: deleting it");
-                self.clone_failed(now);
+                if self.is_starting(&uuid) {
+                    // A warm clone that fails after its start holds back starts, not clones.
+                    self.start_failed(now);
+                } else {
+                    self.clone_failed(now);
+                }
+                self.drop_warming(&uuid);
                 let failed = |r: &mut Refresh| {
                     let new = !r.old.contains(&uuid);
                     if new {
@@ -1056,6 +1140,7 @@ impl PoolReconciler {
                         since: now,
                         until: None,
                         reason: "boot_timeout".into(),
+                        warm: false,
                     },
                     Some(Activity::new(
                         "boot_failed",
@@ -1077,6 +1162,7 @@ impl PoolReconciler {
                     warn!(vm = %name, "Traefik has not fetched /traefik since the drain began: deleting anyway");
                 }
                 self.transition(&uuid, BackendState::Deleting, now);
+                self.drop_warming(&uuid);
                 let existing = self.intents.iter().find(|i| i.key() == uuid).cloned();
                 let rx = match existing {
                     Some(i) if i.phase == Phase::Deleting => {
@@ -1086,10 +1172,21 @@ impl PoolReconciler {
                         rx
                     }
                     other => {
-                        let reason = other.map(|i| i.reason).unwrap_or_else(|| match cause {
-                            DeleteCause::DrainFinished => "drain finished".into(),
-                            DeleteCause::Marked => "marked for deletion".into(),
-                        });
+                        let reason = match cause {
+                            DeleteCause::DrainFinished => {
+                                other.map_or_else(|| "drain finished".into(), |i| i.reason)
+                            }
+                            DeleteCause::Marked => {
+                                other.map_or_else(|| "marked for deletion".into(), |i| i.reason)
+                            }
+                            DeleteCause::WarmSurplus => "a warm clone beyond warm_pool.size".into(),
+                            DeleteCause::WarmTooOld => {
+                                "a warm clone older than warm_pool.max_age".into()
+                            }
+                            DeleteCause::WarmBeforeRefresh => {
+                                "a warm clone made before the refresh".into()
+                            }
+                        };
                         self.put_intent(
                             Intent {
                                 name: name.clone(),
@@ -1098,6 +1195,7 @@ impl PoolReconciler {
                                 since: now,
                                 until: None,
                                 reason,
+                                warm: false,
                             },
                             None,
                         )
@@ -1108,6 +1206,18 @@ impl PoolReconciler {
             }
             Step::ReleaseIp { uuid, name } => {
                 self.executor.release_ips(uuid, name);
+                None
+            }
+            Step::Start { uuid, name } => {
+                self.take_start(uuid, name, now);
+                None
+            }
+            Step::Stop { uuid, name, cause } => {
+                self.take_stop(uuid, name, cause, now);
+                None
+            }
+            Step::Promote { uuid, name } => {
+                self.take_promote(uuid, name, now);
                 None
             }
         }

@@ -361,6 +361,11 @@ async fn handle(
             let uuid = params.required("uuid")?;
             // UNVERIFIED (PROTOCOLS.md E.2.1): the doc shows only the error body of a start; the
             // simulator answers the VM object (status `starting`), as the Go client library decodes one.
+            if faults.start_fails {
+                return Err(ApiError::bad_request(format!(
+                    "Cannot start the virtual machine {uuid} now (fault injected by the simulator)"
+                )));
+            }
             Ok(Json(sim.start_vm(uuid)?).into_response())
         }
         Op::ChargingUsage => {

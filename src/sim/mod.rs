@@ -166,6 +166,8 @@ impl SimArgs {
                 clone_hang: self.clone_hang,
                 clone_late: self.clone_late,
                 fail_next: 0,
+                start_fails: false,
+                start_never_boots: false,
             },
         };
         opts.validate()?;
@@ -395,6 +397,10 @@ pub struct Faults {
     pub clone_late: Duration,
     /// The next this-many authenticated API calls answer 500 (counted down, whatever `error_rate`).
     pub fail_next: u32,
+    /// A start call answers 400 (the cloud cannot start the VM now) and leaves it stopped.
+    pub start_fails: bool,
+    /// A started VM stays `starting` and starts no process (it never passes a health gate).
+    pub start_never_boots: bool,
 }
 
 impl Faults {
@@ -876,6 +882,7 @@ impl Shared {
     fn start_vm(self: &Arc<Self>, uuid: &str) -> Result<serde_json::Value, ApiError> {
         let (json, boot) = {
             let mut world = self.world();
+            let never_boots = world.faults.start_never_boots;
             let vm = world
                 .vm_mut(uuid)
                 .ok_or_else(|| ApiError::no_such_vm(uuid))?;
@@ -884,7 +891,7 @@ impl Shared {
                 vm.set_status(VmStatus::Starting);
                 vm.boot_generation += 1;
                 vm.touch();
-                if !vm.never_boots {
+                if !vm.never_boots && !never_boots {
                     boot = Some(vm.boot_generation);
                 }
                 tracing::info!(vm = %vm.name, uuid, "simulated VM starting");

@@ -1,6 +1,7 @@
 //! `GET /prometheus/targets`: Prometheus http_sd target groups (PROTOCOLS.md B).
 //!
-//! One group per existing VM that has an address: `targets` = [`{ip}:{exporter_port}`], labels
+//! One group per existing VM that has an address and is not in the warm pool (stopped, or
+//! warming up to be): `targets` = [`{ip}:{exporter_port}`], labels
 //! `pool`, `role`, `vm`. Only `targets` and `labels` keys (Prometheus rejects any other), `[]`
 //! for none, never `null`.
 
@@ -20,7 +21,8 @@ struct TargetGroup<'a> {
 pub fn render(pools: &[(&PoolConfig, &PoolView)]) -> Vec<u8> {
     let mut groups = Vec::new();
     for (config, view) in pools {
-        for b in &view.backends {
+        // The warm pool's VMs (stopped, or about to be) are not scraped.
+        for b in view.backends.iter().filter(|b| b.state.is_scraped()) {
             let Some(ip) = &b.ip else { continue };
             let mut labels = BTreeMap::new();
             labels.insert("pool", config.name.as_str());

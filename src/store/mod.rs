@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS vm_intents (
     since REAL NOT NULL,
     until REAL,
     reason TEXT NOT NULL DEFAULT '',
+    -- Warm pool: a clone call that refills it, or a drain whose VM may go back into it.
+    warm INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (pool, key)
 );
 -- Facts that outlive a run: `traefik_polled` (when Traefik first fetched /traefik).
@@ -118,6 +120,7 @@ impl Store {
         conn.execute_batch(refresh::SCHEMA)?;
         conn.execute_batch(lifetimes::SCHEMA)?;
         migrate_intents(&conn)?;
+        add_warm_column(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
             observer: std::sync::OnceLock::new(),
@@ -190,7 +193,7 @@ impl Store {
     pub fn intents(&self, pool: &str) -> anyhow::Result<Vec<Intent>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT name, uuid, phase, since, until, reason FROM vm_intents WHERE pool = ?1 ORDER BY name, key",
+            "SELECT name, uuid, phase, since, until, reason, warm FROM vm_intents WHERE pool = ?1 ORDER BY name, key",
         )?;
         let rows = stmt.query_map(params![pool], |r| {
             Ok((
@@ -200,11 +203,12 @@ impl Store {
                 r.get::<_, f64>(3)?,
                 r.get::<_, Option<f64>>(4)?,
                 r.get::<_, String>(5)?,
+                r.get::<_, bool>(6)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (name, uuid, phase, since, until, reason) = row?;
+            let (name, uuid, phase, since, until, reason, warm) = row?;
             let Some(phase) = Phase::parse(&phase) else {
                 tracing::warn!(
                     pool,
@@ -221,6 +225,7 @@ impl Store {
                 since,
                 until,
                 reason,
+                warm,
             });
         }
         Ok(out)
@@ -236,8 +241,8 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO vm_intents (pool, key, name, uuid, phase, since, until, reason) VALUES (?1, ?8, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(pool, key) DO UPDATE SET name = ?2, uuid = ?3, phase = ?4, since = ?5, until = ?6, reason = ?7",
+            "INSERT INTO vm_intents (pool, key, name, uuid, phase, since, until, reason, warm) VALUES (?1, ?8, ?2, ?3, ?4, ?5, ?6, ?7, ?9)
+             ON CONFLICT(pool, key) DO UPDATE SET name = ?2, uuid = ?3, phase = ?4, since = ?5, until = ?6, reason = ?7, warm = ?9",
             params![
                 pool,
                 intent.name,
@@ -246,7 +251,8 @@ impl Store {
                 intent.since,
                 intent.until,
                 intent.reason,
-                intent.key()
+                intent.key(),
+                intent.warm
             ],
         )?;
         if let Some(a) = activity {
@@ -385,6 +391,19 @@ fn migrate_intents(conn: &Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// State files written before the warm pool have no `vm_intents.warm`: added, as false.
+fn add_warm_column(conn: &Connection) -> anyhow::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('vm_intents') WHERE name = 'warm'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE vm_intents ADD COLUMN warm INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    Ok(())
+}
+
 fn insert_activity(conn: &Connection, pool: &str, a: &Activity) -> anyhow::Result<()> {
     conn.execute(
         "INSERT INTO activities (pool, at, action, cause, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -449,6 +468,7 @@ mod tests {
                     since: 5.0,
                     until: Some(35.0),
                     reason: "scale down".into(),
+                    warm: false,
                 },
                 None,
             )
@@ -462,6 +482,7 @@ mod tests {
                     since: 6.0,
                     until: None,
                     reason: String::new(),
+                    warm: false,
                 },
                 None,
             )
@@ -490,6 +511,62 @@ mod tests {
     }
 
     #[test]
+    fn warm_pool_intents_survive_and_an_older_state_file_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            // A state file from before the warm pool: vm_intents without `warm`.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE vm_intents (pool TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL,
+                 uuid TEXT, phase TEXT NOT NULL, since REAL NOT NULL, until REAL,
+                 reason TEXT NOT NULL DEFAULT '', PRIMARY KEY (pool, key));
+                 INSERT INTO vm_intents VALUES ('p', 'u1', 'p-clone-1', 'u1', 'draining', 1, 31, 'x');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let old = s.intents("p").unwrap();
+        assert_eq!(old.len(), 1);
+        assert!(!old[0].warm, "an old drain deletes, as it would have");
+        for (name, uuid, phase, warm) in [
+            ("p-clone-2", None, Phase::Provisioning, true),
+            ("p-clone-3", Some("u3"), Phase::Warming, true),
+            ("p-clone-4", Some("u4"), Phase::Stopping, true),
+            ("p-clone-5", Some("u5"), Phase::Starting, false),
+        ] {
+            let intent = Intent {
+                name: name.into(),
+                uuid: uuid.map(String::from),
+                phase,
+                since: 2.0,
+                until: None,
+                reason: String::new(),
+                warm,
+            };
+            s.put_intent("p", &intent, None).unwrap();
+        }
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        let got: Vec<(String, Phase, bool)> = s
+            .intents("p")
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.name, i.phase, i.warm))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("p-clone-1".to_string(), Phase::Draining, false),
+                ("p-clone-2".to_string(), Phase::Provisioning, true),
+                ("p-clone-3".to_string(), Phase::Warming, true),
+                ("p-clone-4".to_string(), Phase::Stopping, true),
+                ("p-clone-5".to_string(), Phase::Starting, false),
+            ]
+        );
+    }
+
+    #[test]
     fn the_observer_hears_every_activity_once_it_is_committed() {
         use std::sync::{Arc, Mutex};
         let s = Store::open_in_memory().unwrap();
@@ -514,6 +591,7 @@ mod tests {
             since: 1.0,
             until: None,
             reason: String::new(),
+            warm: false,
         };
         s.put_intent("p", &intent, Some(&Activity::new("clone", "c", "ok", "")))
             .unwrap();

@@ -1,13 +1,16 @@
 //! Says what a planned [`Step`] is and why, in words an operator reads: the plan endpoint
 //! (`GET /v1/pools/{pool}/plan`) and a dry run's activities show these. Pure, like the planner.
 
-use super::{unresolved_clones, DeleteCause, DrainCause, Intent, Observed, Policy, Step};
+use super::{
+    unresolved_clones, DeleteCause, DrainCause, Intent, Observed, Policy, Step, StopCause,
+};
 
 /// One step as an operator reads it: `clone calculate-service-clone-3: below desired size (2 of 3)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Described {
     /// What would be (or was) done: `clone`, `drain`, `replace_unhealthy`, `boot_failed`,
-    /// `delete`, `release_ip` (the activity actions of the same steps).
+    /// `delete`, `release_ip`, and the warm pool's `start`, `stop` and `promote` (the activity
+    /// actions of the same steps).
     pub action: &'static str,
     /// The VM's name (for a clone: the name it will get).
     pub vm: String,
@@ -24,23 +27,37 @@ pub struct Situation<'a> {
     pub policy: &'a Policy,
 }
 
-/// VMs not draining or deleting, plus unresolved clone calls: what rules 5 and 6 compare with
-/// desired.
+/// VMs not draining, deleting or in the warm pool, plus unresolved clone calls made to serve:
+/// what rules 5 and 6 compare with desired.
 pub fn counted_size(observed: Observed<'_>, intents: &[Intent]) -> u32 {
     let active = observed
         .backends
         .iter()
-        .filter(|b| !b.state.is_leaving())
+        .filter(|b| b.state.is_active())
         .count();
-    (active + unresolved_clones(intents, observed.names_in_cloud).count()) as u32
+    let serving = unresolved_clones(intents, observed.names_in_cloud)
+        .filter(|i| !i.warm)
+        .count();
+    (active + serving) as u32
 }
 
 /// The step's action, VM and reason.
 pub fn describe(step: &Step, at: &Situation<'_>) -> Described {
     let (action, vm, reason) = match step {
         Step::Clone {
+            name, warm: true, ..
+        } => (
+            "clone",
+            name,
+            format!(
+                "warm pool below its size {}: a clone, booted once and then stopped",
+                at.policy.warm_pool.map_or(0, |w| w.size)
+            ),
+        ),
+        Step::Clone {
             name,
             refresh: false,
+            ..
         } => (
             "clone",
             name,
@@ -49,6 +66,7 @@ pub fn describe(step: &Step, at: &Situation<'_>) -> Described {
         Step::Clone {
             name,
             refresh: true,
+            ..
         } => (
             "clone",
             name,
@@ -93,7 +111,43 @@ pub fn describe(step: &Step, at: &Situation<'_>) -> Described {
                 DeleteCause::Marked => {
                     "marked for deletion (a given-up boot, or a delete to retry)".to_string()
                 }
+                DeleteCause::WarmSurplus => format!(
+                    "a warm clone beyond warm_pool.size {}",
+                    at.policy.warm_pool.map_or(0, |w| w.size)
+                ),
+                DeleteCause::WarmTooOld => format!(
+                    "a warm clone older than warm_pool.max_age ({}): replaced",
+                    seconds(at.policy.warm_pool.map_or(0.0, |w| w.max_age))
+                ),
+                DeleteCause::WarmBeforeRefresh => {
+                    "a warm clone made before the refresh: replaced".to_string()
+                }
             },
+        ),
+        Step::Start { name, .. } => (
+            "start",
+            name,
+            format!(
+                "below desired size ({} of {}): a warm clone starts, then its health gate",
+                at.size, at.desired
+            ),
+        ),
+        Step::Stop { name, cause, .. } => (
+            "stop",
+            name,
+            match cause {
+                StopCause::Warmed => "passed its health gate: stopped into the warm pool",
+                StopCause::ScaleIn => "drained: stopped back into the warm pool, which is short",
+            }
+            .to_string(),
+        ),
+        Step::Promote { name, .. } => (
+            "promote",
+            name,
+            format!(
+                "below desired size ({} of {}) with no warm clone to start: a warming clone serves instead",
+                at.size, at.desired
+            ),
         ),
         Step::ReleaseIp { name, .. } => (
             "release_ip",
@@ -138,6 +192,7 @@ mod tests {
             traefik_poll_interval: 5.0,
             max_surge: 1,
             max_concurrent_clones: 1,
+            warm_pool: None,
         }
     }
 
@@ -162,6 +217,7 @@ mod tests {
                 Step::Clone {
                     name: name.clone(),
                     refresh: false,
+                    warm: false,
                 },
                 "clone web-clone-3: below desired size (2 of 3)",
             ),
@@ -169,6 +225,7 @@ mod tests {
                 Step::Clone {
                     name: name.clone(),
                     refresh: true,
+                    warm: false,
                 },
                 "clone web-clone-3: refresh: a new clone before an old one goes (up to max_surge 1 above desired 3)",
             ),
@@ -253,6 +310,7 @@ mod tests {
             since: 0.0,
             until: None,
             reason: String::new(),
+            warm: false,
         }];
         let observed = Observed {
             backends: &backends,

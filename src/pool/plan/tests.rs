@@ -17,6 +17,7 @@ fn policy() -> Policy {
         traefik_poll_interval: 5.0,
         max_surge: 1,
         max_concurrent_clones: 1,
+        warm_pool: None,
     }
 }
 
@@ -48,6 +49,7 @@ struct Case {
     busy: Vec<&'static str>,
     released: Vec<&'static str>,
     clone_not_before: f64,
+    start_not_before: f64,
     not_before: Vec<(&'static str, f64)>,
     extra_names: Vec<&'static str>,
     seed_present: bool,
@@ -68,6 +70,7 @@ impl Default for Case {
             busy: vec![],
             released: vec![],
             clone_not_before: 0.0,
+            start_not_before: 0.0,
             not_before: vec![],
             extra_names: vec![],
             seed_present: true,
@@ -113,6 +116,7 @@ impl Case {
                 busy: &busy,
                 released_ips: &released,
                 clone_not_before: self.clone_not_before,
+                start_not_before: self.start_not_before,
                 not_before: &dnb,
                 traefik_polls: self.traefik_polls,
                 traefik_saw_drain: &saw,
@@ -160,6 +164,7 @@ fn intent(name: &str, uuid: Option<&str>, phase: Phase, since: f64, until: Optio
         since,
         until,
         reason: String::new(),
+        warm: false,
     }
 }
 
@@ -396,7 +401,8 @@ fn boot_timeout_gives_up_and_replaces_within_max() {
             },
             Step::Clone {
                 name: "p-clone-2".into(),
-                refresh: false
+                refresh: false,
+                warm: false,
             }
         ]
     );
@@ -425,7 +431,8 @@ fn unhealthy_too_long_is_drained_and_replaced() {
             },
             Step::Clone {
                 name: "p-clone-2".into(),
-                refresh: false
+                refresh: false,
+                warm: false,
             }
         ]
     );
@@ -735,6 +742,7 @@ fn a_drain_waits_until_traefik_has_fetched_a_configuration_without_the_vm() {
         busy: &busy,
         released_ips: &rel,
         clone_not_before: 0.0,
+        start_not_before: 0.0,
         not_before: &nb,
         traefik_polls: true,
         traefik_saw_drain: &saw,
@@ -748,7 +756,7 @@ fn surged(plan: &Plan) -> Vec<(String, bool)> {
     plan.steps
         .iter()
         .filter_map(|s| match s {
-            Step::Clone { name, refresh } => Some((name.clone(), *refresh)),
+            Step::Clone { name, refresh, .. } => Some((name.clone(), *refresh)),
             _ => None,
         })
         .collect()
@@ -921,3 +929,5 @@ fn a_scale_up_makes_up_to_max_concurrent_clones_calls_at_once_under_distinct_nam
     };
     assert_eq!(cloned(&one.run()), ["p-clone-1"]);
 }
+
+mod warm;
