@@ -29,5 +29,6 @@ mod schedule;
 mod shipped_files;
 mod sim;
 mod slow_start;
+mod target_tracking;
 mod webhooks;
 mod workload;
