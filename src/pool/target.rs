@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 
+use super::{BackendState, PoolView};
 use crate::config::TargetConfig;
 
 /// A pool's policy, in the plain numbers the algorithm needs.
@@ -196,6 +197,64 @@ impl Recommendation {
     /// The new desired size, when it differs from the current one.
     pub fn change(&self) -> Option<u32> {
         self.desired.filter(|d| *d != self.current)
+    }
+
+    /// One line with the figures, for an activity's cause and logs:
+    /// `target tracking: metric 92.5, target 60 (ratio 1.542), 2 ready: 4 (scale_up)`.
+    pub fn describe(&self) -> String {
+        let metric = match self.metric {
+            Some(m) => format!("metric {}", figure(m)),
+            None => "no metric".to_string(),
+        };
+        let ratio = self
+            .ratio
+            .map(|r| format!(" (ratio {r:.3})"))
+            .unwrap_or_default();
+        let outcome = match self.desired {
+            Some(d) if d != self.current => format!("{} -> {d}", self.current),
+            Some(d) => format!("{d}, unchanged"),
+            None => format!("{}, no recommendation", self.current),
+        };
+        format!(
+            "target tracking: {metric}, target {}{ratio}, {} ready: {outcome} ({})",
+            figure(self.target),
+            self.ready,
+            self.reason
+        )
+    }
+}
+
+/// A number with at most 3 decimals and no trailing zeros.
+fn figure(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+impl Input {
+    /// The input for a pool's view: `ready` counts its backends in [`BackendState::Ready`]
+    /// (booting, unhealthy, draining and deleting ones excluded).
+    pub fn from_view(
+        observation: Observation,
+        view: &PoolView,
+        desired: u32,
+        min: u32,
+        max: u32,
+    ) -> Input {
+        let ready = view
+            .backends
+            .iter()
+            .filter(|b| b.state == BackendState::Ready)
+            .count();
+        Input {
+            observation,
+            ready: u32::try_from(ready).unwrap_or(u32::MAX),
+            desired,
+            min,
+            max,
+        }
     }
 }
 

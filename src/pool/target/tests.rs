@@ -562,3 +562,58 @@ fn the_policy_comes_from_the_configuration() {
         }
     );
 }
+
+#[test]
+fn the_description_has_the_figures() {
+    let mut w = Window::default();
+    let r = recommend(&policy(), &input(sample(92.5), 2, 2), &mut w, NOW);
+    assert_eq!(
+        r.describe(),
+        "target tracking: metric 92.5, target 60 (ratio 1.542), 2 ready: 2 -> 4 (scale_up)"
+    );
+    let r = recommend(&policy(), &input(sample(60.0), 3, 3), &mut w, NOW);
+    assert_eq!(
+        r.describe(),
+        "target tracking: metric 60, target 60 (ratio 1.000), 3 ready: 3, unchanged (within_tolerance)"
+    );
+    let r = recommend(
+        &policy(),
+        &input(Observation::QueryError, 3, 3),
+        &mut w,
+        NOW,
+    );
+    assert_eq!(
+        r.describe(),
+        "target tracking: no metric, target 60, 3 ready: 3, no recommendation (query_error)"
+    );
+}
+
+#[test]
+fn only_ready_backends_count_from_a_view() {
+    use crate::pool::{Backend, BackendState, PoolView, Role};
+    let mut view = PoolView::new("web");
+    for (i, state) in BackendState::ALL
+        .iter()
+        .chain(&[BackendState::Ready])
+        .enumerate()
+    {
+        view.backends.push(Backend {
+            uuid: format!("u-{i}"),
+            name: format!("web-clone-{i}"),
+            role: Role::Clone,
+            ip: Some("10.0.0.1".into()),
+            cloud_status: "running".into(),
+            created_at: None,
+            state: *state,
+            since: 0.0,
+        });
+    }
+    let i = Input::from_view(sample(120.0), &view, 4, 1, 10);
+    assert_eq!(
+        (i.ready, i.desired, i.min, i.max),
+        (2, 4, 1, 10),
+        "booting, unhealthy, draining and deleting VMs are not counted"
+    );
+    let r = recommend(&policy(), &i, &mut Window::default(), NOW);
+    assert_eq!(r.desired, Some(4), "ceil(2 × 2) = 4");
+}
