@@ -10,6 +10,7 @@
 //! - [`http`]: routes, auth, `ApiError`; serves the snapshot's bytes.
 //! - [`idch`]: the IDCloudHost API client and its wire types.
 //! - [`notify`]: `[[notify]]` targets: durable activities delivered off the reconcilers' path.
+//! - [`prom`]: target tracking's Prometheus query client and its pacing.
 //! - [`store`]: SQLite persistence of intent (desired, cooldowns, drains, history).
 //! - [`check`]: `check --config` and `check --rules`.
 //! - [`startup`]: binds the listener, wires state, routes and tasks.
@@ -29,6 +30,7 @@ pub mod idch;
 pub mod metrics;
 pub mod notify;
 pub mod pool;
+pub mod prom;
 pub mod reconciler;
 pub mod scheduler;
 pub mod shutdown;

@@ -2,6 +2,7 @@
 //! thrash-prone alert rules (`--rules`).
 
 pub mod rules;
+pub mod target;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,6 +22,9 @@ pub fn config_command(path: &Path) -> ExitCode {
                 if names.len() == 1 { "" } else { "s" },
                 names.join(", ")
             );
+            for warning in target::warnings(&config) {
+                eprintln!("{}: warning: {warning}", path.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -13,6 +13,7 @@ mod notify;
 mod price;
 mod schedule;
 mod secret;
+mod target;
 mod validate;
 mod warm;
 
@@ -28,6 +29,7 @@ pub use price::PriceConfig;
 pub use schedule::{CronExpr, ScheduleConfig};
 pub use secret::{Secret, SecretSource};
 pub use warm::WarmPoolConfig;
+pub use target::{TargetConfig, POOL_PLACEHOLDER};
 
 /// A configuration error: which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -430,6 +432,9 @@ pub struct PoolConfig {
     /// `warm_pool = { size, max_age }`: stopped clones kept ready to start (none by default).
     #[serde(default)]
     pub warm_pool: Option<WarmPoolConfig>,
+    /// `[pool.target]`: target tracking on a Prometheus query (none: alert webhooks only).
+    #[serde(default)]
+    pub target: Option<TargetConfig>,
 }
 
 /// `[pool.refresh]`.
@@ -493,6 +498,8 @@ pub struct Secrets {
     pub read_token: Option<Secret>,
     /// The URL of each `[[notify]]` target, in order (see [`Config::resolve_notify_urls`]).
     pub notify_urls: Vec<Secret>,
+    /// Each `[pool.target]`'s Prometheus bearer token, by pool name (pools without one absent).
+    pub target_tokens: std::collections::BTreeMap<String, Secret>,
 }
 
 impl Config {
@@ -511,6 +518,7 @@ impl Config {
             hmac_secret: opt(a.hmac_secret(), "auth.hmac_secret")?,
             read_token: opt(a.read_token(), "auth.read_token")?,
             notify_urls: self.resolve_notify_urls()?,
+            target_tokens: self.resolve_target_tokens()?,
         })
     }
 
@@ -521,6 +529,20 @@ impl Config {
             .enumerate()
             .map(|(i, t)| t.resolve_url(&format!("notify[{i}]")))
             .collect()
+    }
+
+    /// The bearer token of each `[pool.target]` that has one, by pool name.
+    pub fn resolve_target_tokens(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Secret>, ConfigError> {
+        let mut tokens = std::collections::BTreeMap::new();
+        for pool in &self.pools {
+            if let Some(source) = pool.target.as_ref().and_then(|t| t.bearer_token()) {
+                let key = format!("pool {:?}.target.bearer_token", pool.name);
+                tokens.insert(pool.name.clone(), source.resolve(&key)?);
+            }
+        }
+        Ok(tokens)
     }
 }
 

@@ -220,6 +220,7 @@ impl Config {
             }
             super::schedule::validate(pool)?;
             super::warm::validate(pool)?;
+            super::target::validate(pool)?;
             if pool.drain_period < least_drain {
                 return Err(ConfigError::new(
                     k("drain_period"),

@@ -11,5 +11,6 @@ pub mod plan;
 pub mod refresh;
 pub mod schedule;
 pub mod slow_start;
+pub mod target;
 
 pub use backend::*;

@@ -30,5 +30,6 @@ mod shipped_files;
 mod sim;
 mod slow_start;
 mod warm;
+mod target_tracking;
 mod webhooks;
 mod workload;

@@ -135,6 +135,9 @@ const RULE_FILES: [&str; 4] = [
     "autoscaling-fast.yml",
 ];
 
+/// Recording rules only (no alerts): target tracking's number per pool.
+const RECORDING_RULE_FILES: [&str; 1] = ["target-tracking.yml"];
+
 #[test]
 fn prometheus_config_is_valid_and_scrapes_the_pools_through_http_sd() {
     let config = root().join("prometheus/prometheus.yml");
@@ -150,7 +153,10 @@ fn prometheus_config_is_valid_and_scrapes_the_pools_through_http_sd() {
         .iter()
         .map(|f| f.as_str().unwrap())
         .collect();
-    assert_eq!(rule_files, ["rules/autoscaling.yml"]);
+    assert_eq!(
+        rule_files,
+        ["rules/autoscaling.yml", "rules/target-tracking.yml"]
+    );
     let jobs = seq(&v, "scrape_configs", "prometheus.yml");
     let sd_urls: Vec<&str> = jobs
         .iter()
@@ -182,7 +188,7 @@ fn rule_files_are_valid() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for f in RULE_FILES {
+    for f in RULE_FILES.iter().chain(&RECORDING_RULE_FILES) {
         assert!(
             found.iter().any(|x| x == f),
             "prometheus/rules/{f} is missing: {found:?}"
@@ -220,6 +226,9 @@ fn rule_unit_tests_pass_for_every_rule_file() {
             .map(|f| f.as_str().unwrap())
             .collect();
         assert_eq!(loaded, [format!("../rules/{stem}.yml")]);
+        if RECORDING_RULE_FILES.contains(&format!("{stem}.yml").as_str()) {
+            continue;
+        }
         // The thrashing example and a spike shorter than `for` are among the cases.
         let names: Vec<String> = seq(&v, "tests", &stem)
             .iter()
@@ -277,6 +286,34 @@ fn rule_files_share_alert_names_and_labels() {
         assert!(parsed.scale_rules.iter().all(|r| r.by_label));
         assert_eq!(rules::check(&[parsed]), vec![], "{f}");
     }
+}
+
+/// Target tracking's recording rule: the name the README's default query reads, one series per
+/// pool (`by (pool)`), no alerts; and that default query, with a pool's name in place, is valid.
+#[test]
+fn the_target_tracking_rule_records_what_the_default_query_reads() {
+    let path = root().join("prometheus/rules/target-tracking.yml");
+    let v = yaml(&path);
+    let mut records = vec![];
+    for group in seq(&v, "groups", "target-tracking.yml") {
+        for rule in seq(group, "rules", "target-tracking.yml") {
+            assert!(rule.get("alert").is_none(), "recording rules only");
+            let name = s(rule, "record", "target-tracking.yml");
+            assert!(s(rule, "expr", name).contains("by (pool)"), "{name}");
+            records.push(name.to_string());
+        }
+    }
+    assert_eq!(records, ["idch:pool_cpu_busy:avg2m"]);
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let query = "idch:pool_cpu_busy:avg2m{pool=\"{pool}\"}";
+    assert!(readme.contains(query), "the README's default query");
+    let c = idch_autoscaler::config::Config::parse(&format!(
+        "[idcloudhost]\n[[pool]]\nname = \"calculate\"\nseed_vm = \"u-1\"\n[pool.target]\n\
+         prometheus_url = \"http://127.0.0.1:9090\"\nquery = '{query}'\ntarget = 60\n"
+    ))
+    .unwrap();
+    let q = c.pools[0].target.as_ref().unwrap().query_for("calculate");
+    promtool_accepts(&[("the default query".into(), q)]);
 }
 
 #[test]
@@ -435,9 +472,18 @@ fn check_rules_is_quiet_on_the_shipped_rule_files() {
         stdout
             .matches("1 scale-up, 1 scale-down; 0 warnings")
             .count(),
-        rules.len(),
+        RULE_FILES.len(),
         "{stdout}"
     );
+    // Recording rules only: read, and nothing to warn about.
+    assert_eq!(
+        stdout
+            .matches("ok (0 alert rules: 0 scale-up, 0 scale-down; 0 warnings)")
+            .count(),
+        RECORDING_RULE_FILES.len(),
+        "{stdout}"
+    );
+    assert_eq!(rules.len(), RULE_FILES.len() + RECORDING_RULE_FILES.len());
 }
 
 #[test]
