@@ -5,6 +5,9 @@
 //! can never double-scale. The reconciler reads desired and is woken through `wake`.
 
 mod refresh;
+mod target;
+
+pub use target::TargetStatus;
 
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +34,8 @@ pub struct PoolControl {
     pub wake: tokio::sync::Notify,
     /// The latest rolling refresh (`control/refresh.rs`).
     refresh: Mutex<refresh::RefreshSlot>,
+    /// Target tracking's latest result and the operator's hold (`control/target.rs`).
+    tracking: target::TrackingSlot,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
 }
@@ -82,6 +87,7 @@ impl PoolControl {
                 seq,
                 refresh: latest,
             }),
+            tracking: Default::default(),
             store,
             metrics,
         };
@@ -232,14 +238,24 @@ impl PoolControl {
         let Some(desired) = guard.0.size else {
             return Err(ControlError::NotReady);
         };
-        let decision = decide(
-            direction,
-            resolved,
-            desired,
-            &self.limits_at(now),
-            &guard.1,
-            now,
-        );
+        let ignored = self
+            .config
+            .target
+            .as_ref()
+            .is_some_and(|t| !t.allow_webhooks);
+        let decision = if ignored {
+            // The target policy decides; an alert's webhook must not fight it.
+            Decision::IgnoredPolicy
+        } else {
+            decide(
+                direction,
+                resolved,
+                desired,
+                &self.limits_at(now),
+                &guard.1,
+                now,
+            )
+        };
         self.metrics
             .webhook_decisions
             .get_or_create(&vec![
@@ -305,6 +321,7 @@ impl PoolControl {
                 .record(&self.config.name, &activity)
                 .map_err(ControlError::Store)?;
             drop(guard);
+            self.note_manual(now);
             return Ok(Outcome {
                 decision: Decision::Unchanged,
                 desired: size,
@@ -328,6 +345,7 @@ impl PoolControl {
         *guard = (Desired { size: Some(size) }, clocks);
         drop(guard);
         tracing::info!(pool = %self.config.name, from, to = size, cause, "desired size set");
+        self.note_manual(now);
         self.export(Some(size));
         self.wake.notify_one();
         Ok(Outcome {

@@ -39,4 +39,5 @@ pub mod snapshot;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tracker;
 pub mod workload;

@@ -55,6 +55,12 @@ pub struct Metrics {
     /// the lifecycle record; and their cost by `pool` and `currency` at the pool's `price`.
     pub pool_vm_seconds: Family<Labels, Counter<f64, AtomicU64>>,
     pub pool_cost: Family<Labels, Counter<f64, AtomicU64>>,
+    /// Target tracking by `pool`: the last metric read (NaN without one), the target, and the
+    /// recommended size (NaN without a recommendation); evaluations by `pool` and `reason`.
+    pub target_metric: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub target_value: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub target_recommendation: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub target_evaluations: Family<Labels, Counter>,
 }
 
 fn state_histogram() -> Histogram {
@@ -175,8 +181,36 @@ impl Metrics {
             "What the pool's VM-seconds cost at its configured price, by pool and currency",
             pool_cost.clone(),
         );
+        let target_metric = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "target_metric",
+            "Target tracking: the last value of the pool's query (NaN without one), by pool",
+            target_metric.clone(),
+        );
+        let target_value = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "target_value",
+            "Target tracking: the target the pool's metric is kept near, by pool",
+            target_value.clone(),
+        );
+        let target_recommendation = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "target_recommendation",
+            "Target tracking: the recommended pool size (NaN without a recommendation), by pool",
+            target_recommendation.clone(),
+        );
+        let target_evaluations = Family::<Labels, Counter>::default();
+        registry.register(
+            "target_evaluations",
+            "Target tracking: evaluations by pool and reason (scale_up, within_tolerance, no_data, ...)",
+            target_evaluations.clone(),
+        );
         Self {
             registry,
+            target_metric,
+            target_value,
+            target_recommendation,
+            target_evaluations,
             pool_vm_seconds,
             pool_cost,
             refresh_running,

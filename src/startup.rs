@@ -28,6 +28,8 @@ pub struct Application {
     app: AppState,
     http: crate::config::HttpConfig,
     reconcilers: Vec<PoolReconciler>,
+    /// Target tracking, one per pool with `[pool.target]` (`tracker.rs`).
+    trackers: Vec<crate::tracker::Tracker>,
     lister: Lister,
     /// For the charging fetcher (`billing.rs`).
     cloud: crate::idch::CloudClient,
@@ -115,6 +117,19 @@ impl Application {
             .enumerate()
             .map(|(i, c)| PoolReconciler::new(i, c.clone(), &deps))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        // Secrets built by hand (tests, the demo) may leave the Prometheus tokens out.
+        let target_tokens = if secrets.target_tokens.is_empty() {
+            config.resolve_target_tokens()?
+        } else {
+            secrets.target_tokens.clone()
+        };
+        let mut trackers = Vec::new();
+        for control in &controls {
+            let token = target_tokens.get(&control.config.name).cloned();
+            if let Some(t) = crate::tracker::Tracker::new(control.clone(), state.clone(), token)? {
+                trackers.push(t);
+            }
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listen: cannot bind {}", config.listen))?;
@@ -134,6 +149,7 @@ impl Application {
             app,
             http: config.http.clone(),
             reconcilers,
+            trackers,
             lister,
             cloud,
         })
@@ -200,6 +216,9 @@ impl Application {
                 control.clone(),
                 shutdown.clone(),
             )));
+        }
+        for tracker in self.trackers {
+            tasks.push(tokio::spawn(tracker.run(shutdown.clone())));
         }
         let limits = self.http;
         let router = http::with_request_timeout(http::router(self.app), limits.request_timeout);

@@ -28,8 +28,8 @@ pub use notify::{NotifyConfig, NotifyEvent, NotifyFormat};
 pub use price::PriceConfig;
 pub use schedule::{CronExpr, ScheduleConfig};
 pub use secret::{Secret, SecretSource};
-pub use warm::WarmPoolConfig;
 pub use target::{TargetConfig, POOL_PLACEHOLDER};
+pub use warm::WarmPoolConfig;
 
 /// A configuration error: which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -43,6 +43,9 @@ struct PoolStatus<'a> {
     schedule: serde_json::Value,
     /// `warm_pool`: `{"size", "max_age", "warm", "warming"}`, or `null` without one.
     warm_pool: Option<serde_json::Value>,
+    /// `[pool.target]`: the policy, the last recommendation and why, the manual hold; `null`
+    /// without one.
+    target: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -103,6 +106,7 @@ fn status<'a>(
         .is_some_and(|i| app.state.plan(i).dry_run);
     PoolStatus {
         schedule: schedule_status(config, now),
+        target: control.and_then(|c| target_status(config, c, now)),
         warm_pool: config.warm_pool.as_ref().map(|w| {
             serde_json::json!({
                 "size": w.size,
@@ -150,6 +154,47 @@ fn status<'a>(
             })
             .collect(),
     }
+}
+
+/// `{"query", "target", "interval", "tolerance", "allow_webhooks", "manual_hold_until", "last"}`,
+/// `last` being the latest interval's `{"at", "metric", "ratio", "ready", "current",
+/// "recommendation", "reason", "applied", "error", "detail"}` (or `null` before the first).
+fn target_status(
+    config: &PoolConfig,
+    control: &crate::control::PoolControl,
+    now: f64,
+) -> Option<serde_json::Value> {
+    let t = config.target.as_ref()?;
+    let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+    let last = control.target_status().map(|s| {
+        let r = &s.recommendation;
+        let cooldown = match s.gate {
+            crate::pool::target::Gate::Cooldown { seconds_left } => Some(seconds_left),
+            _ => None,
+        };
+        serde_json::json!({
+            "at": rfc3339(s.at),
+            "metric": finite(r.metric),
+            "ratio": finite(r.ratio),
+            "ready": r.ready,
+            "current": r.current,
+            "recommendation": r.desired,
+            "reason": r.reason.as_str(),
+            "applied": s.gate.as_str(),
+            "cooldown_seconds_left": cooldown,
+            "error": s.error,
+            "detail": r.describe(),
+        })
+    });
+    Some(serde_json::json!({
+        "query": t.query_for(&config.name),
+        "target": t.target,
+        "interval": humantime::format_duration(t.interval).to_string(),
+        "tolerance": t.tolerance,
+        "allow_webhooks": t.allow_webhooks,
+        "manual_hold_until": control.manual_hold_until().filter(|u| *u > now).map(rfc3339),
+        "last": last,
+    }))
 }
 
 /// `{"floor": n | null, "open": [{"name", "opened", "closes", "min"}], "next": {"name", "at"} | null}`.

@@ -53,6 +53,9 @@ pub enum Decision {
     IgnoredResolved,
     /// An operator asked for the size desired already is: nothing changed.
     Unchanged,
+    /// The pool follows a `[pool.target]` policy (without `allow_webhooks`): webhooks do not
+    /// change it.
+    IgnoredPolicy,
 }
 
 impl Decision {
@@ -64,6 +67,7 @@ impl Decision {
             Decision::AtMin => "at_min",
             Decision::IgnoredResolved => "ignored_resolved",
             Decision::Unchanged => "unchanged",
+            Decision::IgnoredPolicy => "ignored_policy",
         }
     }
 }

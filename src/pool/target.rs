@@ -373,3 +373,55 @@ pub fn recommend(policy: &Policy, input: &Input, window: &mut Window, now: f64) 
 
 #[cfg(test)]
 mod tests;
+
+/// What becomes of a recommendation: applied, or held and why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Gate {
+    /// Desired goes from `from` to `to`.
+    Apply { from: u32, to: u32 },
+    /// Nothing to change (no recommendation, or the current size).
+    Unchanged,
+    /// An operator's `PUT .../desired` holds the policy until then (`manual_hold`).
+    ManualHold { until: f64 },
+    /// Inside the scale-up or scale-down cooldown, as a webhook would be.
+    Cooldown { seconds_left: u64 },
+}
+
+impl Gate {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Gate::Apply { .. } => "accepted",
+            Gate::Unchanged => "unchanged",
+            Gate::ManualHold { .. } => "manual_hold",
+            Gate::Cooldown { .. } => "cooldown",
+        }
+    }
+}
+
+/// Whether a recommendation may change desired now: an operator's manual hold first, then the
+/// cooldowns a webhook's change would wait for (a scale-up `up_cooldown` after the last
+/// scale-up, a scale-down `down_cooldown` after the last change either way).
+pub fn gate(
+    recommendation: &Recommendation,
+    desired: u32,
+    limits: &super::decide::Limits,
+    clocks: &super::decide::Clocks,
+    manual_until: Option<f64>,
+    now: f64,
+) -> Gate {
+    let Some(to) = recommendation.desired.filter(|d| *d != desired) else {
+        return Gate::Unchanged;
+    };
+    if let Some(until) = manual_until.filter(|u| now < *u) {
+        return Gate::ManualHold { until };
+    }
+    let direction = if to > desired {
+        super::decide::Direction::Up
+    } else {
+        super::decide::Direction::Down
+    };
+    match super::decide::cooldown_left(direction, limits, clocks, now) {
+        0 => Gate::Apply { from: desired, to },
+        left => Gate::Cooldown { seconds_left: left },
+    }
+}

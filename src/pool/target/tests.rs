@@ -617,3 +617,103 @@ fn only_ready_backends_count_from_a_view() {
     let r = recommend(&policy(), &i, &mut Window::default(), NOW);
     assert_eq!(r.desired, Some(4), "ceil(2 × 2) = 4");
 }
+
+#[test]
+fn the_gate_holds_for_an_operator_then_for_the_cooldowns() {
+    use crate::pool::decide::{Clocks, Limits};
+    use std::time::Duration;
+    let limits = Limits {
+        min: 1,
+        max: 10,
+        step: 1,
+        up_cooldown: Duration::from_secs(60),
+        down_cooldown: Duration::from_secs(120),
+    };
+    let now = 10_000.0;
+    let rec = |to: Option<u32>| Recommendation {
+        desired: to,
+        reason: Reason::ScaleUp,
+        metric: Some(90.0),
+        target: 60.0,
+        ratio: Some(1.5),
+        sample_age: Some(1.0),
+        ready: 2,
+        current: 2,
+        raw: to,
+        stabilized: to,
+    };
+    let clocks = |up: Option<f64>, down: Option<f64>| Clocks {
+        last_up: up.map(|a| now - a),
+        last_down: down.map(|a| now - a),
+    };
+    // (recommended, desired, clocks: seconds since the last up/down, manual hold until, gate)
+    let rows = [
+        (
+            Some(3),
+            2,
+            clocks(None, None),
+            None,
+            Gate::Apply { from: 2, to: 3 },
+        ),
+        (Some(2), 2, clocks(None, None), None, Gate::Unchanged),
+        (None, 2, clocks(None, None), None, Gate::Unchanged),
+        (
+            Some(3),
+            2,
+            clocks(None, None),
+            Some(now + 5.0),
+            Gate::ManualHold { until: now + 5.0 },
+        ),
+        (
+            Some(3),
+            2,
+            clocks(None, None),
+            Some(now - 1.0),
+            Gate::Apply { from: 2, to: 3 },
+        ),
+        (
+            Some(3),
+            2,
+            clocks(Some(30.0), None),
+            None,
+            Gate::Cooldown { seconds_left: 30 },
+        ),
+        (
+            Some(3),
+            2,
+            clocks(Some(61.0), None),
+            None,
+            Gate::Apply { from: 2, to: 3 },
+        ),
+        // A scale-down waits for the last change either way.
+        (
+            Some(1),
+            2,
+            clocks(Some(100.0), None),
+            None,
+            Gate::Cooldown { seconds_left: 20 },
+        ),
+        (
+            Some(1),
+            2,
+            clocks(None, Some(130.0)),
+            None,
+            Gate::Apply { from: 2, to: 1 },
+        ),
+        // An unchanged recommendation is not held by anything.
+        (
+            Some(2),
+            2,
+            clocks(Some(1.0), None),
+            Some(now + 5.0),
+            Gate::Unchanged,
+        ),
+    ];
+    for (to, desired, c, manual, want) in rows {
+        assert_eq!(
+            gate(&rec(to), desired, &limits, &c, manual, now),
+            want,
+            "{to:?} from {desired}, {c:?}, manual {manual:?}"
+        );
+    }
+}
