@@ -695,6 +695,9 @@ fn grafana_datasource_and_dashboard_provisioning_follow_the_documented_schema() 
         "idch_autoscaler_refresh_old_clones",
         "idch_autoscaler_pool_cost_total",
         "idch_autoscaler_pool_vm_seconds_total",
+        "idch_autoscaler_target_metric",
+        "idch_autoscaler_target_value",
+        "idch_autoscaler_target_recommendation",
     ] {
         assert!(all.contains(metric), "the dashboard does not show {metric}");
     }
