@@ -7,7 +7,8 @@
 #
 # Steps: 1 serving /traefik and /prometheus/targets vs nginx (wrk), 2 criterion (rendering,
 # decisions), 3 webhook -> clone call latency, 3b webhook -> first request served by the new
-# VM through Traefik, 3c 1 -> 5 ready VMs with serial and parallel clone calls, 4 footprint (memory, idle CPU), 5 the sample
+# VM through Traefik, 3c 1 -> 5 ready VMs with serial and parallel clone calls, 3d the same with
+# and without a warm pool and a warm pool's idle cost, 4 footprint (memory, idle CPU), 5 the sample
 # workload `calculate` (wrk + bench/calculate.lua).
 #
 # Installs wrk and nginx with apt-get when missing. Every load is bounded in count and time and
@@ -29,6 +30,7 @@ if [[ $MODE == quick ]]; then
   SIZES=(10 1000); RUNS=1; DURATION=1s; CONNS=32
   WEBHOOK_RUNS=5; SERVING_RUNS=1; SERVING_BOOT=1s
   SCALEOUT_ARGS=(--runs 1 --clone-call 200ms --boot 300ms)
+  WARM_ARGS=(--runs 1 --clone-call 200ms --boot-delay 300ms --start-delay 200ms); WARM_IDLE=2s
   FOOTPRINTS=("1 2" "3 2"); FP_ARGS=(--hour 30s --speedup 15 --idle-window 2s --settle 1s --max-time 2m)
   CALC_RUNS=1; CALC_DURATION=1s
 else
@@ -36,6 +38,7 @@ else
   SIZES=(10 100 1000); RUNS=5; DURATION=2s; CONNS=32
   WEBHOOK_RUNS=200; SERVING_RUNS=10; SERVING_BOOT=8s
   SCALEOUT_ARGS=(--runs 5 --clone-call 2s --boot 3s)
+  WARM_ARGS=(--runs 10 --clone-call 2s --boot-delay 3s --start-delay 1s); WARM_IDLE=30s
   FOOTPRINTS=("1 20" "50 20" "200 5"); FP_ARGS=(--hour 1h --speedup 60 --idle-window 30s --settle 5s --max-time 7m)
   CALC_RUNS=5; CALC_DURATION=4s
 fi
@@ -280,6 +283,16 @@ SUMMARY+=("webhook -> served (boot $SERVING_BOOT): $(grep 'webhook -> first requ
 say "3c. PUT desired 5 -> 5 ready VMs, max_concurrent_clones 1 and 3 (${SCALEOUT_ARGS[*]})"
 "$TOOL" scaleout --service-bin "$BIN" --dir "$WORK" --concurrency 1,3 "${SCALEOUT_ARGS[@]}" | tee "$WORK/scaleout.txt"
 while read -r line; do SUMMARY+=("$line"); done < <(grep '^1 -> 5 ready' "$WORK/scaleout.txt")
+
+# ---- 3d. the warm pool: webhook to serving with and without a warm clone; its idle cost ----------
+say "3d. scale-up webhook -> first request served, without and with a warm pool (${WARM_ARGS[*]})"
+"$TOOL" serving --service-bin "$BIN" --traefik "$TRAEFIK" --dir "$WORK" "${WARM_ARGS[@]}" --max-time 10m | tee "$WORK/cold.txt"
+"$TOOL" serving --service-bin "$BIN" --traefik "$TRAEFIK" --dir "$WORK" "${WARM_ARGS[@]}" --warm 1 --max-time 10m | tee "$WORK/warm.txt"
+SUMMARY+=("webhook -> served, no warm pool (${WARM_ARGS[*]}): $(grep 'webhook -> first request' "$WORK/cold.txt" | cut -d: -f2-)")
+SUMMARY+=("webhook -> served, a warm clone: $(grep 'webhook -> first request' "$WORK/warm.txt" | cut -d: -f2-) (target start delay + 1.5 s)")
+say "3d. a warm pool of 2 idle for $WARM_IDLE: what the cost endpoint says"
+"$TOOL" serving --service-bin "$BIN" --traefik "$TRAEFIK" --dir "$WORK" "${WARM_ARGS[@]}" --runs 1 --warm 2 --idle "$WARM_IDLE" --max-time 5m | tee "$WORK/warmcost.txt"
+SUMMARY+=("$(grep '^warm pool of' "$WORK/warmcost.txt")")
 
 # ---- 4. footprint -------------------------------------------------------------------------------
 for fp in "${FOOTPRINTS[@]}"; do

@@ -342,6 +342,30 @@ impl PoolReconciler {
         }));
     }
 
+    /// Moves the VM to deleting and writes its deleting intent (replacing its other one).
+    fn mark_deleting(
+        &mut self,
+        uuid: String,
+        name: &str,
+        reason: &str,
+        now: f64,
+        activity: Option<Activity>,
+    ) -> oneshot::Receiver<anyhow::Result<()>> {
+        self.transition(&uuid, BackendState::Deleting, now);
+        self.put_intent(
+            Intent {
+                name: name.to_string(),
+                uuid: Some(uuid),
+                phase: Phase::Deleting,
+                since: now,
+                until: None,
+                reason: reason.into(),
+                warm: false,
+            },
+            activity,
+        )
+    }
+
     fn intent_mut(&mut self, key: &str) -> Option<&mut Intent> {
         self.intents.iter_mut().find(|i| i.key() == key)
     }
@@ -1131,17 +1155,11 @@ impl PoolReconciler {
                 if let Some(write) = self.control.update_refresh(None, failed) {
                     self.persist_refresh(write);
                 }
-                self.transition(&uuid, BackendState::Deleting, now);
-                Some(self.put_intent(
-                    Intent {
-                        name: name.clone(),
-                        uuid: Some(uuid),
-                        phase: Phase::Deleting,
-                        since: now,
-                        until: None,
-                        reason: "boot_timeout".into(),
-                        warm: false,
-                    },
+                Some(self.mark_deleting(
+                    uuid,
+                    &name,
+                    "boot_timeout",
+                    now,
                     Some(Activity::new(
                         "boot_failed",
                         format!(
@@ -1149,7 +1167,7 @@ impl PoolReconciler {
                             humantime::format_duration(self.pool.boot_timeout)
                         ),
                         "deleting",
-                        name,
+                        name.clone(),
                     )),
                 ))
             }

@@ -147,17 +147,11 @@ impl PoolReconciler {
             Err(e) => {
                 warn!(vm = %name, error = %e, "a warm clone did not start: deleting it; the scale-up clones instead");
                 self.start_failed(now);
-                self.transition(&uuid, BackendState::Deleting, now);
-                drop(self.put_intent(
-                    Intent {
-                        name: name.clone(),
-                        uuid: Some(uuid),
-                        phase: Phase::Deleting,
-                        since: now,
-                        until: None,
-                        reason: "warm clone did not start".into(),
-                        warm: false,
-                    },
+                drop(self.mark_deleting(
+                    uuid,
+                    &name,
+                    "warm clone did not start",
+                    now,
                     Some(Activity::new(
                         "start",
                         "below desired size: a warm clone",

@@ -701,13 +701,12 @@ pub async fn wait_http_ok(url: String, limit: Duration, what: &str) {
 
 /// `GET {service}/metrics` as text.
 pub async fn metrics_text(http: &reqwest::Client, service: &str) -> String {
-    http.get(format!("{service}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    get_text(http, &format!("{service}/metrics")).await
+}
+
+/// `GET url`'s body as text (whatever the status).
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 /// Sends one `POST /calculate` through `web`; returns (status, X-Served-By).

@@ -313,15 +313,7 @@ async fn a_url_from_the_environment_is_used_and_shown_nowhere() {
     let printed = format!("{config:?} {urls:?}");
     assert!(!printed.contains(&secret), "{printed}");
     for path in ["/metrics", "/v1/pools", "/v1/pools/calculate/activities"] {
-        let text = app
-            .http
-            .get(app.endpoint(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&app.http, &app.endpoint(path)).await;
         assert!(!text.contains(&secret), "{path}: {text}");
     }
     app.stop().await;

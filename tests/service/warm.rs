@@ -55,17 +55,6 @@ async fn wait_serving(app: &TestApp, n: usize, limit: Duration) -> serde_json::V
     .await
 }
 
-async fn get_text(app: &TestApp, path: &str) -> String {
-    app.http
-        .get(app.endpoint(path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_pool_is_cloned_booted_once_and_stopped_and_kept_out_of_traefik_and_prometheus() {
     let app = TestApp::builder()
@@ -89,8 +78,8 @@ async fn a_warm_pool_is_cloned_booted_once_and_stopped_and_kept_out_of_traefik_a
         "{acts:?}"
     );
     // Never in Traefik's list, never scraped.
-    let traefik = get_text(&app, "/traefik").await;
-    let targets = get_text(&app, "/prometheus/targets").await;
+    let traefik = get_text(&app.http, &app.endpoint("/traefik")).await;
+    let targets = get_text(&app.http, &app.endpoint("/prometheus/targets")).await;
     for vm in app
         .sim
         .state()
