@@ -25,6 +25,17 @@
 //!    only while the ready VMs stay at least desired without it (a not-ready old clone, while
 //!    the active ones do), so ready capacity never drops below desired and nothing old goes
 //!    without a healthy replacement. A scale-down drains old clones first.
+//! 8. The warm pool (`warm_pool`): clones made for it boot once (`warming`, out of Traefik's list;
+//!    a boot that takes longer than `boot_timeout` is given up, rule 2), are stopped once they
+//!    pass the health gate (`stopping`) and are then `warm`. They count against `max`, never
+//!    against desired. Below desired, warm clones are started first (the newest fit ones, after
+//!    the start backoff; start calls count towards `max_concurrent_clones`), then warming ones
+//!    serve instead (`promote`), and only the rest is cloned. The pool is refilled by cloning once
+//!    the serving VMs are provided for, within `max`. A drain that a scale-in began ends in a stop
+//!    instead of a delete while the warm pool is short. A warm clone older than `max_age` or made
+//!    before the running refresh is deleted (and refilled), and a warm pool above its size is
+//!    trimmed, oldest first. A stop or start whose VM is in that state and not busy (a restart cut
+//!    it short, or it failed and its backoff is over) is taken again.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
