@@ -36,7 +36,8 @@
 //!    When the load falls back to 1 request per second (L ≈ 12 → 1 VM), the first scale-down comes
 //!    no earlier than the stabilization window after the fall.
 //! 2. The original article's profile (base, ramp up, hold, ramp down, cooldown), compressed, with a
-//!    peak of 16 requests per second (+2): L ≈ 70-80, which the formula answers with 2 (any L in
+//!    peak of 18 requests per second (+2): L ≈ 70-85 (64-66 with 16 in one run: too close to the
+//!    band), which the formula answers with 2 (any L in
 //!    (66, 100) does). A *load step* is one ramp of the profile, up or down. A step whose load does
 //!    not saturate the VMs there are (L < 100 × n) is answered in one change, since the formula
 //!    then sees the whole load; so here: exactly one change up (1 → 2) and one down (2 → 1).
@@ -213,8 +214,12 @@ async fn target_tracking_follows_a_real_cpu_load_with_no_failed_request() {
         .pool(&pool)
         .config(|config| {
             config.reconcile_interval = Duration::from_secs(1);
-            config.pools[0].health.interval = Duration::from_millis(500);
-            config.pools[0].health.timeout = Duration::from_millis(400);
+            // Tolerant health checks: k6 starting its VUs and the other processes of a busy 2-core
+            // machine can delay an answer of the seed by a few hundred ms (a run with 400 ms and
+            // two failures saw the seed unready, and one 503, as k6 started).
+            config.pools[0].health.interval = Duration::from_secs(1);
+            config.pools[0].health.timeout = Duration::from_millis(900);
+            config.pools[0].health.unhealthy_threshold = 3;
             config.pools[0].drain_period = Duration::from_secs(4);
         })
         .spawn()
@@ -341,7 +346,7 @@ async fn target_tracking_follows_a_real_cpu_load_with_no_failed_request() {
             "HOLD=95s",
             "RAMP_DOWN=1s",
             "COOLDOWN=45s",
-            "PRE_VUS=200",
+            "PRE_VUS=100",
             "MAX_VUS=400",
             "GRACEFUL_STOP=20s",
             "P95_MS=20000",
@@ -406,7 +411,7 @@ async fn target_tracking_follows_a_real_cpu_load_with_no_failed_request() {
         &[
             "NUMBER=1",
             "BASE_RATE=1",
-            "PEAK_RATE=16",
+            "PEAK_RATE=18",
             "WARMUP=5s",
             "RAMP_UP=10s",
             "HOLD=40s",
