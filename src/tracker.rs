@@ -14,10 +14,22 @@ use std::sync::Arc;
 
 use crate::config::Secret;
 use crate::control::PoolControl;
-use crate::pool::target::{recommend, Input, Policy, Window};
+use crate::pool::target::{recommend, settled_ready, Input, Policy, Window};
 use crate::prom::{self, PromClient, PromError};
 use crate::shutdown::Shutdown;
 use crate::snapshot::State;
+
+/// What the tracker carries from one interval to the next.
+struct Context<'a> {
+    policy: &'a Policy,
+    window: &'a mut Window,
+    /// The operator's last change seen (a new one restarts the windows).
+    manual_seq: &'a mut u64,
+    /// The ready backends at the first evaluation (they count at once).
+    baseline: &'a mut Option<std::collections::HashSet<String>>,
+    /// `readiness_delay` in seconds.
+    delay: f64,
+}
 
 /// One pool's tracker, built at start-up (so a client that cannot be built refuses the start).
 pub struct Tracker {
@@ -55,12 +67,20 @@ impl Tracker {
         let mut window = Window::default();
         let mut pacing = prom::Pacing::new(target.interval);
         let mut manual_seq = self.control.manual_seq();
+        let mut baseline = None;
+        let delay = target.readiness_delay.as_secs_f64();
         loop {
             let result = self.client.query(&query).await;
             // No data is an answer, not a failure: the next query comes after one interval.
             let answered = result.is_ok() || matches!(result, Err(PromError::Empty));
-            self.evaluate(&policy, &result, &mut window, &mut manual_seq)
-                .await;
+            let mut context = Context {
+                policy: &policy,
+                window: &mut window,
+                manual_seq: &mut manual_seq,
+                baseline: &mut baseline,
+                delay,
+            };
+            self.evaluate(&result, &mut context).await;
             let sleep = pacing.after(answered);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
@@ -69,13 +89,7 @@ impl Tracker {
         }
     }
 
-    async fn evaluate(
-        &self,
-        policy: &Policy,
-        result: &Result<prom::PromSample, PromError>,
-        window: &mut Window,
-        manual_seq: &mut u64,
-    ) {
+    async fn evaluate(&self, result: &Result<prom::PromSample, PromError>, cx: &mut Context<'_>) {
         let pool = &self.control.config.name;
         let now = crate::clock::now();
         let snapshot = self.state.load();
@@ -86,20 +100,31 @@ impl Tracker {
             return;
         };
         let seq = self.control.manual_seq();
-        if seq != *manual_seq {
+        if seq != *cx.manual_seq {
             // The operator set the size: the windows start again from it.
-            *manual_seq = seq;
-            window.clear();
+            *cx.manual_seq = seq;
+            cx.window.clear();
         }
+        // The backends ready when the tracker first saw the pool count at once.
+        let baseline = cx.baseline.get_or_insert_with(|| {
+            view.backends
+                .iter()
+                .filter(|b| b.state == crate::pool::BackendState::Ready)
+                .map(|b| b.uuid.clone())
+                .collect()
+        });
         let limits = self.control.limits_at(now);
-        let input = Input::from_view(
-            prom::observation(result),
-            view,
-            desired,
-            limits.min,
-            limits.max,
-        );
-        let recommendation = recommend(policy, &input, window, now);
+        let input = Input {
+            ready: settled_ready(view, baseline, cx.delay, now),
+            ..Input::from_view(
+                prom::observation(result),
+                view,
+                desired,
+                limits.min,
+                limits.max,
+            )
+        };
+        let recommendation = recommend(cx.policy, &input, cx.window, now);
         let error = result.as_ref().err().map(|e| e.to_string());
         if let Some(e) = &error {
             tracing::warn!(%pool, error = %e, "target tracking: the query failed; desired is left alone");

@@ -7,16 +7,17 @@
 //!
 //! Compressed timings: scrape and rule evaluation every 1 s, and the rule's `rate(...[2m])` is
 //! replaced by `[10s]` in the copied rule file (the series keeps its name). The tracker runs every
-//! 1 s with `scale_down_stabilization = "20s"`, `scale_up_stabilization = "12s"`, no cooldowns and
-//! `max = 3`.
+//! 1 s with `scale_down_stabilization = "20s"`, `readiness_delay = "12s"` (the default
+//! `scale_up_stabilization` of 0 s: a scale-up at once), no cooldowns and `max = 3`.
 //!
-//! Why a scale-up window longer than the rule's rate window: a clone counts in `ready` as soon as
-//! it passes its health checks, but the pool's average includes its CPU only a few scrapes later,
-//! and the averaged window still holds the old VMs' busy seconds (and those of the backlog an
-//! open-loop load builds while the pool is short) for up to one rate window. Read at that moment,
-//! `ceil(ready × metric / target)` asks for one VM too many. With `scale_up_stabilization = "0s"`
-//! an earlier run of this test went 1 → 2 → 3 → 4 → 5 under the load of scenario 1 and came back
-//! to 3 only after the scale-down window; with "5s", scenario 2 went 1 → 2 → 3. `max = 3` keeps
+//! Why a readiness delay longer than the rule's rate window: a clone passes its health checks
+//! before the pool's average reflects it (its CPU enters a few scrapes later, and the averaged
+//! window still holds the old VMs' busy seconds, and those of the backlog an open-loop load
+//! builds while the pool is short, for up to one rate window). Counted in `ready` at once, read at
+//! that moment, `ceil(ready × metric / target)` asks for one VM too many: before `readiness_delay`
+//! existed an earlier run of this test went 1 → 2 → 3 → 4 → 5 under the load of scenario 1 and came
+//! back to 3 only after the scale-down window; with `scale_up_stabilization = "5s"`, scenario 2 went
+//! 1 → 2 → 3. A clone counts once it has been ready for `readiness_delay`. `max = 3` keeps
 //! the backlog of scenario 1's saturating step (one VM at about 150 % for the first 15-20 s) from
 //! asking for a fourth VM while it drains (the status then says `at_max`).
 //!
@@ -205,7 +206,7 @@ async fn target_tracking_follows_a_real_cpu_load_with_no_failed_request() {
         "max = 3\nscale_up_cooldown = \"0s\"\nscale_down_cooldown = \"0s\"\nboot_timeout = \"1m\"\n\
          [pool.target]\nprometheus_url = \"http://127.0.0.1:{prom_port}\"\n\
          query = 'idch:pool_cpu_busy:avg2m{{pool=\"{{pool}}\"}}'\ntarget = 60\n\
-         interval = \"1s\"\ntimeout = \"900ms\"\nscale_up_stabilization = \"12s\"\n\
+         interval = \"1s\"\ntimeout = \"900ms\"\nreadiness_delay = \"12s\"\n\
          scale_down_stabilization = \"{DOWN_WINDOW}s\"\n"
     );
     let app = TestApp::builder()

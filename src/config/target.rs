@@ -55,6 +55,14 @@ pub struct TargetConfig {
         deserialize_with = "de::duration"
     )]
     pub scale_down_stabilization: Duration,
+    /// A backend that became ready counts in `ready` only once it has been ready this long (its
+    /// metric has caught up: at least the query's rate window); those ready when the tracker
+    /// starts count at once. The HPA's initial-readiness delay and CPU initialization period.
+    #[serde(
+        default = "super::defaults::secs::<120>",
+        deserialize_with = "de::duration"
+    )]
+    pub readiness_delay: Duration,
     /// At most this many VMs added per interval; absent: no limit.
     #[serde(default, deserialize_with = "step")]
     pub max_step_up: Option<u32>,
@@ -220,6 +228,11 @@ mod tests {
         assert!(!t.allow_webhooks);
         assert_eq!(t.manual_hold, Duration::from_secs(600));
         assert_eq!(
+            t.readiness_delay,
+            Duration::from_secs(120),
+            "the shipped rule's [2m]"
+        );
+        assert_eq!(
             t.query_for("web"),
             "idch:pool_cpu_busy:avg2m{pool=\"web\"}",
             "{{pool}} is the pool's name"
@@ -232,7 +245,8 @@ mod tests {
             "prometheus_url = \"https://prom.example:9090/prefix/\"\nquery = \"avg(up)\"\ntarget = 0.5\n\
              interval = \"30s\"\ntimeout = \"2s\"\ntolerance = 0\nscale_up_stabilization = \"1m\"\n\
              scale_down_stabilization = \"10m\"\nmax_step_up = 4\nmax_step_down = 1\n\
-             bearer_token_file = \"/run/prom-token\"\nallow_webhooks = true\nmanual_hold = \"0s\"\n",
+             bearer_token_file = \"/run/prom-token\"\nallow_webhooks = true\nmanual_hold = \"0s\"\n\
+             readiness_delay = \"45s\"\n",
         )
         .unwrap();
         let t = c.pools[0].target.as_ref().unwrap();
@@ -254,6 +268,7 @@ mod tests {
         );
         assert!(t.allow_webhooks);
         assert_eq!(t.manual_hold, Duration::ZERO);
+        assert_eq!(t.readiness_delay, Duration::from_secs(45));
     }
 
     #[test]

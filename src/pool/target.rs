@@ -258,6 +258,25 @@ impl Input {
     }
 }
 
+/// The ready backends that count: those in `baseline` (ready when the tracker started), and
+/// the others once they have been ready for `delay` seconds. A clone that just passed its gate
+/// is not counted yet: the pool's metric does not reflect it until the query's rate window has
+/// seen it, and counting it early asks for one VM too many (each new clone repeating it).
+pub fn settled_ready(
+    view: &PoolView,
+    baseline: &std::collections::HashSet<String>,
+    delay: f64,
+    now: f64,
+) -> u32 {
+    let n = view
+        .backends
+        .iter()
+        .filter(|b| b.state == BackendState::Ready)
+        .filter(|b| baseline.contains(&b.uuid) || now - b.since >= delay)
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// The recommendation for one interval; records it in `window` (unless there was none).
 pub fn recommend(policy: &Policy, input: &Input, window: &mut Window, now: f64) -> Recommendation {
     let mut r = Recommendation {

@@ -35,6 +35,7 @@ fn pool_lines(port: u16, query: &str, extra: &str) -> String {
         "max = 3\nscale_up_cooldown = \"0s\"\nscale_down_cooldown = \"0s\"\n\
          [pool.target]\nprometheus_url = \"http://127.0.0.1:{port}\"\nquery = '{query}'\n\
          target = 60\ninterval = \"300ms\"\ntimeout = \"250ms\"\nscale_down_stabilization = \"0s\"\n\
+         readiness_delay = \"0s\"\n\
          manual_hold = \"4s\"\n{extra}"
     )
 }

@@ -717,3 +717,63 @@ fn the_gate_holds_for_an_operator_then_for_the_cooldowns() {
         );
     }
 }
+
+#[test]
+fn a_backend_counts_once_it_has_been_ready_for_the_delay_or_was_ready_at_the_start() {
+    use crate::pool::{Backend, BackendState, PoolView, Role};
+    use std::collections::HashSet;
+    let now = 1000.0;
+    let mut view = PoolView::new("web");
+    // (uuid, state, ready since)
+    for (uuid, state, since) in [
+        ("seed", BackendState::Ready, 900.0),
+        ("old", BackendState::Ready, 870.0),
+        ("new", BackendState::Ready, 990.0),
+        ("late", BackendState::Ready, 995.0),
+        ("boot", BackendState::Booting, 500.0),
+    ] {
+        view.backends.push(Backend {
+            uuid: uuid.into(),
+            name: uuid.into(),
+            role: Role::Clone,
+            ip: None,
+            cloud_status: "running".into(),
+            created_at: None,
+            state,
+            since,
+        });
+    }
+    let none = HashSet::new();
+    let baseline: HashSet<String> = ["seed".to_string()].into();
+    // (baseline, delay, counted)
+    let rows = [
+        (&none, 0.0, 4),
+        (&none, 120.0, 1),     // only "old" (130 s ready)
+        (&baseline, 120.0, 2), // and the seed, ready when the tracker started
+        (&none, 10.0, 3),      // "new" exactly 10 s ready counts
+        (&baseline, 1e9, 1),
+    ];
+    for (base, delay, want) in rows {
+        assert_eq!(
+            settled_ready(&view, base, delay, now),
+            want,
+            "delay {delay}"
+        );
+    }
+    // Left out of `ready`, a clone that just passed its gate cannot make the formula ask for
+    // more on the stale metric: 1 settled VM at 90 % of 60 asks for 2, the size already desired.
+    let i = Input {
+        ready: settled_ready(&view, &none, 120.0, now),
+        ..Input::from_view(sample(90.0), &view, 2, 1, 10)
+    };
+    assert_eq!(
+        recommend(&policy(), &i, &mut Window::default(), NOW).desired,
+        Some(2)
+    );
+    let i = Input::from_view(sample(90.0), &view, 2, 1, 10);
+    assert_eq!(
+        recommend(&policy(), &i, &mut Window::default(), NOW).desired,
+        Some(6),
+        "counted at once, the 4 ready VMs at the stale 90 % would ask for 6"
+    );
+}
