@@ -87,7 +87,7 @@ impl NotifyEvent {
     /// (`adopted`, `release_ip`, ...), which only a target without `events` receives.
     pub fn of_action(action: &str) -> Option<NotifyEvent> {
         Some(match action {
-            "scale_up" | "scale_down" | "set_desired" | "desired" => NotifyEvent::Scale,
+            "scale_up" | "scale_down" | "set_desired" | "desired" | "target" => NotifyEvent::Scale,
             "clone" => NotifyEvent::Clone,
             "ready" => NotifyEvent::Ready,
             "drain" | "replace_unhealthy" => NotifyEvent::Drain,
@@ -397,6 +397,7 @@ mod tests {
             ("scale_up", "scale"),
             ("scale_down", "scale"),
             ("set_desired", "scale"),
+            ("target", "scale"),
             ("clone", "clone"),
             ("ready", "ready"),
             ("drain", "drain"),

@@ -481,6 +481,12 @@ pub fn plan(
                         name: b.name.clone(),
                         cause,
                     });
+                } else if let (Some(w), Some(created)) = (
+                    policy.warm_pool,
+                    b.created_at.as_deref().and_then(created_unix),
+                ) {
+                    // Asked again when it gets too old.
+                    plan.wake_at(created + w.max_age);
                 }
             }
             _ => {}

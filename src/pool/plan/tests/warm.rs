@@ -216,6 +216,20 @@ fn after_a_failed_start_the_scale_up_clones_until_the_start_backoff_ends() {
 }
 
 #[test]
+fn the_planner_asks_to_be_asked_again_when_a_warm_clone_gets_too_old() {
+    let policy = Policy {
+        warm_pool: Some(WarmPolicy {
+            size: 1,
+            max_age: 7200.0,
+        }),
+        ..policy()
+    };
+    let plan = case(vec![seed(), w("1", Warm, C)], 1, policy).run();
+    assert!(plan.steps.is_empty());
+    assert_eq!(plan.next, Some(T0 + 7200.0), "created at T0, max_age 2 h");
+}
+
+#[test]
 fn a_warming_clone_past_boot_timeout_is_given_up() {
     let mut warming = w("1", Warming, C);
     warming.since = NOW - 601.0;
