@@ -117,21 +117,25 @@ impl PoolReconciler {
             }
         }
 
-        let leaving: HashMap<String, BackendState> = self
-            .intents
-            .iter()
-            .filter_map(|i| {
-                let state = match i.phase {
-                    Phase::Draining => BackendState::Draining,
-                    Phase::Deleting => BackendState::Deleting,
-                    Phase::Warming => BackendState::Warming,
-                    Phase::Stopping => BackendState::Stopping,
-                    Phase::Starting => BackendState::Starting,
-                    _ => return None,
-                };
-                i.uuid.clone().map(|u| (u, state))
-            })
-            .collect();
+        // A VM's state by its intent; a drain or delete wins over a warming intent left beside
+        // it by a crash between the two writes.
+        let mut leaving: HashMap<String, BackendState> = HashMap::new();
+        for i in &self.intents {
+            let state = match i.phase {
+                Phase::Draining => BackendState::Draining,
+                Phase::Deleting => BackendState::Deleting,
+                Phase::Warming => BackendState::Warming,
+                Phase::Stopping => BackendState::Stopping,
+                Phase::Starting => BackendState::Starting,
+                _ => continue,
+            };
+            if let Some(uuid) = &i.uuid {
+                let entry = leaving.entry(uuid.clone()).or_insert(state);
+                if state.is_leaving() {
+                    *entry = state;
+                }
+            }
+        }
         let mut next = pool::observe(&self.view.backends, &vms, &self.pool, &leaving, now);
         // A clone answered after this list began: keep it until a later list shows it.
         for b in &self.view.backends {
