@@ -65,6 +65,17 @@ async fn real_alerts_scale_a_real_pool_under_a_real_load_with_no_failed_request(
 
     // ---- Traefik ---------------------------------------------------------------------------
     let (traefik, web, _api) = start_traefik(&format!("{url}/traefik"), None).await;
+    // Traefik answers 404 until its first poll of /traefik has loaded the route: the run (and its
+    // count of failed requests) begins once it routes to the seed.
+    eventually(
+        Duration::from_secs(30),
+        "Traefik routing to the seed",
+        || {
+            let http = http.clone();
+            async move { matches!(calculate(&http, web).await, Ok((200, _))).then_some(()) }
+        },
+    )
+    .await;
 
     // ---- Alertmanager with the shipped routing, timings compressed ---------------------------
     let am_port = free_port();
